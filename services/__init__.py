@@ -1,0 +1,1 @@
+"""rlhf-loop: gRPC reward and policy services, their shared runtime, and the iteration controller."""

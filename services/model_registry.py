@@ -1,0 +1,164 @@
+"""A directory of immutable model versions with an "active" pointer.
+
+A version is written into a staging directory inside the registry and renamed
+into `versions/` only once complete (metadata.json last), so a crash mid-write
+never leaves a half version: staging leftovers are removed on the next open.
+The active pointer and its history live in state.json, replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.errors import InvalidRequestError, NotFoundError, PreconditionError
+
+METADATA_FILE = "metadata.json"
+STATE_FILE = "state.json"
+STAGING_PREFIX = ".staging-"
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class VersionNotFoundError(NotFoundError):
+    """No version of that name exists in the registry."""
+
+
+class InvalidVersionNameError(InvalidRequestError):
+    """The name could address something outside the registry's versions directory."""
+
+
+class NothingToRollBackError(PreconditionError):
+    """The active version has no predecessor to return to."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: str
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def parent(self) -> str:
+        return self.metadata.get("parent") or ""
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    """Write JSON to a temp file beside `path`, fsync, then rename over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ModelRegistry:
+    """Versions named `<prefix>-0001`, `<prefix>-0002`, ... under `root/versions`."""
+
+    def __init__(self, root: Path, prefix: str):
+        self.root = Path(root)
+        self.prefix = prefix
+        self.versions_dir = self.root / "versions"
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        for leftover in self.root.glob(f"{STAGING_PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    # -- reading -------------------------------------------------------------
+    def path_of(self, version_id: str) -> Path:
+        """The directory of a version name, refusing names that could escape the registry."""
+        if not _VERSION_NAME.match(version_id) or ".." in version_id:
+            raise InvalidVersionNameError(
+                f"invalid version name {version_id!r}: use letters, digits, '.', '_' and '-' (max 128)"
+            )
+        path = (self.versions_dir / version_id).resolve()
+        if path.parent != self.versions_dir.resolve():
+            raise InvalidVersionNameError(f"version name {version_id!r} escapes the registry")
+        return path
+
+    def get(self, version_id: str) -> VersionInfo:
+        path = self.path_of(version_id)
+        metadata_path = path / METADATA_FILE
+        if not metadata_path.is_file():
+            raise VersionNotFoundError(f"no version {version_id!r} in {self.root}")
+        return VersionInfo(version_id, path, json.loads(metadata_path.read_text()))
+
+    def list(self) -> list[VersionInfo]:
+        names = sorted(p.name for p in self.versions_dir.iterdir() if (p / METADATA_FILE).is_file())
+        return [self.get(name) for name in names]
+
+    def _state(self) -> dict[str, Any]:
+        path = self.root / STATE_FILE
+        return json.loads(path.read_text()) if path.is_file() else {"active": "", "history": []}
+
+    @property
+    def active(self) -> str:
+        return self._state()["active"]
+
+    # -- writing -------------------------------------------------------------
+    def staging_dir(self) -> Path:
+        """A fresh directory on the registry's filesystem to save a new version into."""
+        return Path(tempfile.mkdtemp(dir=self.root, prefix=STAGING_PREFIX))
+
+    def commit(self, staging: Path, metadata: dict[str, Any]) -> VersionInfo:
+        """Seal a fully written staging directory as the next version; returns it."""
+        with self._lock:
+            numbers = [
+                int(p.name.rsplit("-", 1)[1])
+                for p in self.versions_dir.iterdir()
+                if p.name.startswith(f"{self.prefix}-") and p.name.rsplit("-", 1)[1].isdigit()
+            ]
+            version_id = f"{self.prefix}-{max(numbers, default=0) + 1:04d}"
+            metadata = {
+                **metadata,
+                "id": version_id,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            write_json_atomically(staging / METADATA_FILE, metadata)
+            os.rename(staging, self.versions_dir / version_id)
+            _fsync_dir(self.versions_dir)
+        return self.get(version_id)
+
+    def promote(self, version_id: str) -> tuple[str, str]:
+        """Make `version_id` active; returns (active, previous)."""
+        self.get(version_id)
+        with self._lock:
+            state = self._state()
+            previous = state["active"]
+            if previous and previous != version_id:
+                state["history"].append(previous)
+            state["active"] = version_id
+            write_json_atomically(self.root / STATE_FILE, state)
+        return version_id, previous
+
+    def rollback(self) -> tuple[str, str]:
+        """Return to the version active before the current one; returns (active, previous)."""
+        with self._lock:
+            state = self._state()
+            if not state["history"]:
+                raise NothingToRollBackError(f"version {state['active'] or '(none)'} has no predecessor")
+            previous = state["active"]
+            state["active"] = state["history"].pop()
+            write_json_atomically(self.root / STATE_FILE, state)
+        return state["active"], previous

@@ -1,0 +1,69 @@
+"""Typed Python client of the reward service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from services.grpc_client import GrpcClient
+from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from services.reward.preferences import Ranking
+from services.reward.ranking import RankResult
+
+
+def ranking_to_proto(ranking: Ranking) -> common_pb2.Ranking:
+    return common_pb2.Ranking(
+        prompt=ranking.prompt,
+        candidates=list(ranking.candidates),
+        tiers=[common_pb2.Tier(candidates=list(tier)) for tier in ranking.tiers],
+        annotator=ranking.annotator,
+        source=ranking.source,
+    )
+
+
+class RewardClient(GrpcClient):
+    """`RewardClient("127.0.0.1:50051").score([("prompt", "response")])`."""
+
+    def __init__(self, target: str, **options):
+        super().__init__(target, **options)
+        self.stub = reward_pb2_grpc.RewardServiceStub(self.channel)
+
+    def score(
+        self, items: Sequence[tuple[str, str]], timeout_s: float | None = None
+    ) -> tuple[list[float], str]:
+        """One score per (prompt, response) item, and the model version that produced them."""
+        request = reward_pb2.ScoreRequest(
+            items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in items]
+        )
+        reply = self.call(self.stub.Score, request, timeout_s=timeout_s)
+        return list(reply.scores), reply.model_version
+
+    def rank(self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None) -> RankResult:
+        reply = self.call(
+            self.stub.Rank,
+            reward_pb2.RankRequest(prompt=prompt, candidates=list(candidates)),
+            timeout_s=timeout_s,
+        )
+        k = len(reply.scores)
+        probabilities = [list(reply.pairwise_probabilities[i * k : (i + 1) * k]) for i in range(k)]
+        return RankResult(list(reply.scores), list(reply.order), probabilities, reply.model_version)
+
+    def train(
+        self, rankings: Sequence[Ranking], timeout_s: float | None = None, **config
+    ) -> Iterator[reward_pb2.TrainEvent]:
+        """Stream of progress events, then the evaluation, then the new version. Not retried."""
+        request = reward_pb2.TrainRequest(
+            rankings=[ranking_to_proto(r) for r in rankings], config=reward_pb2.TrainConfig(**config)
+        )
+        return self.stub.Train(request, timeout=timeout_s, metadata=self.metadata)
+
+    def list_versions(self) -> common_pb2.ListVersionsResponse:
+        return self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest())
+
+    def promote(self, version: str) -> common_pb2.ActiveVersionChange:
+        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version), retry=False)
+
+    def rollback(self) -> common_pb2.ActiveVersionChange:
+        return self.call(self.stub.Rollback, common_pb2.RollbackRequest(), retry=False)
+
+    def info(self) -> reward_pb2.RewardInfo:
+        return self.call(self.stub.GetInfo, reward_pb2.GetInfoRequest())

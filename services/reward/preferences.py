@@ -1,0 +1,113 @@
+"""Rankings with ties -> pairwise comparisons, grouped and split by prompt.
+
+InstructGPT trains on all C(K,2) comparisons of a ranking and keeps the pairs
+of one prompt together: shuffled apart, each ranking is seen K-1 times per
+epoch and the model overfits. Held-out data is split by prompt for the same
+reason -- a pair split would leak the prompt into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from services.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One annotator's order of K candidates; `tiers` are candidate indices best-first, ties share a tier."""
+
+    prompt: str
+    candidates: tuple[str, ...]
+    tiers: tuple[tuple[int, ...], ...]
+    annotator: str = ""
+    source: str = ""
+
+    def validate(self) -> None:
+        """Raise InvalidRequestError when tiers name a candidate twice or one that does not exist."""
+        seen: set[int] = set()
+        for tier in self.tiers:
+            for index in tier:
+                if not 0 <= index < len(self.candidates):
+                    raise InvalidRequestError(
+                        f"tier index {index} out of range for {len(self.candidates)} candidates"
+                    )
+                if index in seen:
+                    raise InvalidRequestError(f"candidate {index} appears in more than one tier")
+                seen.add(index)
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: str
+    chosen: str
+    rejected: str
+    rank_gap: int
+
+
+@dataclass
+class PromptSplit:
+    train: list[PreferencePair] = field(default_factory=list)
+    heldout: list[PreferencePair] = field(default_factory=list)
+    train_prompts: int = 0
+    heldout_prompts: int = 0
+
+
+def rankings_to_pairs(ranking: Ranking) -> list[PreferencePair]:
+    """All pairs (better tier, worse tier); candidates in one tier tie and give no pair."""
+    ranking.validate()
+    pairs = []
+    for better_rank, better in enumerate(ranking.tiers):
+        for worse_rank in range(better_rank + 1, len(ranking.tiers)):
+            for i in better:
+                for j in ranking.tiers[worse_rank]:
+                    pairs.append(
+                        PreferencePair(
+                            prompt=ranking.prompt,
+                            chosen=ranking.candidates[i],
+                            rejected=ranking.candidates[j],
+                            rank_gap=worse_rank - better_rank,
+                        )
+                    )
+    return pairs
+
+
+def group_pairs_by_prompt(rankings: Iterable[Ranking]) -> dict[str, list[PreferencePair]]:
+    """Pairs of every ranking, keyed by prompt in first-seen order (several annotators may rank one prompt)."""
+    groups: dict[str, list[PreferencePair]] = {}
+    for ranking in rankings:
+        pairs = rankings_to_pairs(ranking)
+        if pairs:
+            groups.setdefault(ranking.prompt, []).extend(pairs)
+    return groups
+
+
+def split_by_prompt(
+    groups: dict[str, list[PreferencePair]], heldout_fraction: float, seed: int
+) -> PromptSplit:
+    """Hold out whole prompts: at least one each side when there are two or more prompts."""
+    prompts = sorted(groups)
+    random.Random(seed).shuffle(prompts)
+    n_heldout = round(len(prompts) * heldout_fraction)
+    if len(prompts) >= 2 and heldout_fraction > 0:
+        n_heldout = min(max(n_heldout, 1), len(prompts) - 1)
+    split = PromptSplit(train_prompts=len(prompts) - n_heldout, heldout_prompts=n_heldout)
+    for position, prompt in enumerate(prompts):
+        target = split.heldout if position < n_heldout else split.train
+        target.extend(groups[prompt])
+    return split
+
+
+def dataset_hash(rankings: Sequence[Ranking]) -> str:
+    """Order-independent content hash of a preference dataset, recorded with each trained version."""
+    digests = sorted(
+        hashlib.sha256(
+            json.dumps([r.prompt, list(r.candidates), [list(t) for t in r.tiers]]).encode()
+        ).hexdigest()
+        for r in rankings
+    )
+    return hashlib.sha256("".join(digests).encode()).hexdigest()[:16]

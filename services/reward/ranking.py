@@ -1,0 +1,22 @@
+"""What Rank returns: scores, the order, and Bradley-Terry pairwise probabilities."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RankResult:
+    scores: list[float]
+    order: list[int]  # candidate indices, best first
+    probabilities: list[list[float]]  # [i][j] = P(candidate i preferred to j)
+    version: str
+
+
+def rank_candidates(scores: Sequence[float], version: str) -> RankResult:
+    """Order by score (ties keep input order); P(i beats j) = sigmoid(s_i - s_j)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    probabilities = [[1.0 / (1.0 + math.exp(min(sj - si, 700.0))) for sj in scores] for si in scores]
+    return RankResult(list(scores), order, probabilities, version)

@@ -1,0 +1,65 @@
+"""Forward passes of one reward-model version over (prompt, response) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from services.model_loading import load_reward_model
+from services.reward.encoding import encode_pair
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    prompt: str
+    response: str
+
+
+class RewardScorer:
+    """A loaded reward model; `score` is what the dynamic batcher calls."""
+
+    def __init__(self, model, tokenizer, version: str, max_length: int, bucket_tokens: int = 512):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.version = version
+        self.max_length = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+        self.bucket_tokens = bucket_tokens
+
+    @classmethod
+    def load(cls, path: Path, version: str, max_length: int, **load_options) -> RewardScorer:
+        model, tokenizer = load_reward_model(path, **load_options)
+        return cls(model, tokenizer, version, max_length)
+
+    @torch.inference_mode()
+    def score(self, items: Sequence[ScoreItem]) -> list[float]:
+        encoded = [encode_pair(self.tokenizer, i.prompt, i.response, self.max_length) for i in items]
+        scores = [0.0] * len(items)
+        for chunk in length_buckets([len(ids) for ids in encoded], self.bucket_tokens):
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
+            logits = self.model(**batch).logits[:, 0].float().tolist()
+            for index, value in zip(chunk, logits, strict=True):
+                scores[index] = value
+        return scores
+
+
+def length_buckets(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices grouped by similar length so each padded chunk holds at most `max_tokens` tokens.
+
+    Sorting before padding cuts the wasted compute of mixed lengths; a chunk
+    always holds at least one item, however long.
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted ascending, so this item's length is the chunk's padded width.
+        if current and (len(current) + 1) * lengths[index] > max_tokens:
+            chunks.append(current)
+            current = []
+        current.append(index)
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,0 +1,39 @@
+"""`rlhf-loop serve reward`: the reward service process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import torch
+
+from services.grpc_runtime import ServerSettings, serve
+from services.proto.rlhf.v1 import reward_pb2_grpc
+from services.reward.http_api import openrlhf_routes
+from services.reward.metrics import PREFIX, RewardMetrics
+from services.reward.service import RewardService, RewardServiceConfig
+from services.reward.servicer import SERVICE_NAME, RewardServicer
+
+
+async def run_reward_server(settings: ServerSettings, config: RewardServiceConfig) -> None:
+    metrics = RewardMetrics()
+    service = RewardService(config, metrics)
+
+    def register(server) -> list[str]:
+        reward_pb2_grpc.add_RewardServiceServicer_to_server(RewardServicer(service), server)
+        return [SERVICE_NAME]
+
+    await serve(
+        settings,
+        register=register,
+        metrics_registry=metrics.registry,
+        metrics_prefix=PREFIX,
+        http_routes=openrlhf_routes(service),
+        on_start=service.start,
+        on_stop=service.stop,
+    )
+
+
+def main(settings: ServerSettings, config: RewardServiceConfig, threads: int | None = None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+    asyncio.run(run_reward_server(settings, config))

@@ -1,0 +1,309 @@
+"""The reward service's work in plain Python: versions, scoring through the batcher, training.
+
+The gRPC servicer and the HTTP endpoint only translate to and from this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from services.batching import BatchStats, DynamicBatcher
+from services.errors import InvalidRequestError, PreconditionError
+from services.model_loading import load_reward_model, resolve_model
+from services.model_registry import ModelRegistry, VersionInfo
+from services.reward.metrics import RewardMetrics
+from services.reward.preferences import Ranking, dataset_hash
+from services.reward.ranking import RankResult, rank_candidates
+from services.reward.scorer import RewardScorer, ScoreItem
+from services.reward.train_config import RewardTrainConfig
+from services.reward.trainer import TrainOutcome, TrainProgress, prepare_split, train_reward_model
+
+log = logging.getLogger(__name__)
+
+VERSION_PREFIX = "reward"
+
+
+@dataclass
+class RewardServiceConfig:
+    registry_dir: Path
+    base_model: str = "minilm"
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 1024
+    max_items_per_request: int = 256
+    max_text_chars: int = 16384  # prompt + response, per item
+    max_length: int = 512  # tokens the model sees per item (longer inputs are truncated)
+    bucket_tokens: int = 512  # padded tokens per forward chunk; raise it on a GPU
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+class RewardService:
+    def __init__(self, config: RewardServiceConfig, metrics: RewardMetrics | None = None):
+        self.config = config
+        self.metrics = metrics or RewardMetrics()
+        self.registry = ModelRegistry(config.registry_dir, VERSION_PREFIX)
+        self.batcher: DynamicBatcher[tuple[RewardScorer, ScoreItem], float] = DynamicBatcher(
+            self._run_batch,
+            max_batch=config.max_batch,
+            max_wait_s=config.max_wait_ms / 1000,
+            max_queue=config.max_queue,
+            on_batch=self._record_batch,
+        )
+        self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
+        self._scorer: RewardScorer | None = None
+        self._training_lock = asyncio.Lock()
+        self._swap_lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._ensure_base_version)
+        active = self.registry.active
+        self._scorer = await asyncio.to_thread(self._load_scorer, active)
+        self.metrics.model.info({"version": active, "architecture": self.architecture})
+        self.batcher.start()
+        log.info("reward model loaded", extra={"version": active, "architecture": self.architecture})
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+
+    def _ensure_base_version(self) -> None:
+        """An empty registry gets the backbone as version 1 (its fresh head seeded, so scores are reproducible)."""
+        if not self.registry.list():
+            source = resolve_model(self.config.base_model)
+            torch.manual_seed(0)
+            model, tokenizer = load_reward_model(
+                source, trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle
+            )
+            staging = self.registry.staging_dir()
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            base = self.registry.commit(
+                staging,
+                {"kind": "base", "parent": "", "base_model": str(self.config.base_model), "metrics": {}},
+            )
+            self.registry.promote(base.id)
+            log.info("registered base version", extra={"version": base.id, "source": str(source)})
+        elif not self.registry.active:
+            self.registry.promote(self.registry.list()[0].id)
+
+    def _load_scorer(self, version: str) -> RewardScorer:
+        info = self.registry.get(version)
+        model, tokenizer = load_reward_model(info.path, trust_remote_code=self.config.trust_remote_code)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        return RewardScorer(model, tokenizer, version, self.config.max_length, self.config.bucket_tokens)
+
+    @property
+    def scorer(self) -> RewardScorer:
+        if self._scorer is None:
+            raise PreconditionError("the reward service has not started")
+        return self._scorer
+
+    @property
+    def architecture(self) -> str:
+        return self.scorer.model.config.model_type if self._scorer else ""
+
+    @property
+    def base_version(self) -> str:
+        return self.registry.list()[0].id
+
+    @property
+    def training(self) -> bool:
+        return self._training_lock.locked()
+
+    # -- scoring ---------------------------------------------------------------
+    def _run_batch(self, batch: Sequence[tuple[RewardScorer, ScoreItem]]) -> list[float]:
+        # Items carry the scorer that was active when their request arrived, so a
+        # promotion mid-request never mixes versions; most batches have one scorer.
+        results = [0.0] * len(batch)
+        by_scorer: dict[int, list[int]] = {}
+        for index, (scorer, _) in enumerate(batch):
+            by_scorer.setdefault(id(scorer), []).append(index)
+        for indices in by_scorer.values():
+            scorer = batch[indices[0]][0]
+            for index, value in zip(indices, scorer.score([batch[i][1] for i in indices]), strict=True):
+                results[index] = value
+        self.metrics.items_scored.inc(len(batch))
+        return results
+
+    def _record_batch(self, stats: BatchStats) -> None:
+        if stats.size:
+            self.metrics.batch_size.observe(stats.size)
+        self.metrics.queue_wait.observe(stats.oldest_wait_s)
+        if stats.dropped_deadline:
+            self.metrics.items_dropped.labels("deadline").inc(stats.dropped_deadline)
+        if stats.dropped_cancelled:
+            self.metrics.items_dropped.labels("cancelled").inc(stats.dropped_cancelled)
+
+    def validate_items(self, items: Sequence[ScoreItem], what: str = "items") -> None:
+        limit = self.config.max_items_per_request
+        if not items:
+            raise InvalidRequestError(f"no {what} to score")
+        if len(items) > limit:
+            raise InvalidRequestError(f"{len(items)} {what} exceed the limit of {limit} per request")
+        for index, item in enumerate(items):
+            if not item.response.strip():
+                raise InvalidRequestError(f"{what}[{index}] has an empty response")
+            size = len(item.prompt) + len(item.response)
+            if size > self.config.max_text_chars:
+                raise InvalidRequestError(
+                    f"{what}[{index}] has {size} characters; the limit is {self.config.max_text_chars} "
+                    "(prompt + response)"
+                )
+
+    async def score(
+        self, items: Sequence[ScoreItem], timeout_s: float | None = None
+    ) -> tuple[list[float], str]:
+        """Scores and the version that produced them; raises QueueFullError, DeadlineExpiredError."""
+        self.validate_items(items)
+        scorer = self.scorer
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        scores = await self.batcher.submit([(scorer, item) for item in items], deadline)
+        return scores, scorer.version
+
+    async def rank(
+        self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None
+    ) -> RankResult:
+        if len(candidates) < 2:
+            raise InvalidRequestError(f"rank needs at least 2 candidates, got {len(candidates)}")
+        scores, version = await self.score([ScoreItem(prompt, c) for c in candidates], timeout_s)
+        return rank_candidates(scores, version)
+
+    # -- versions --------------------------------------------------------------
+    async def promote(self, version: str) -> tuple[str, str]:
+        """Load `version`, then point the registry and new requests at it; old requests finish on the old one."""
+        async with self._swap_lock:
+            self.registry.get(version)
+            scorer = await asyncio.to_thread(self._load_scorer, version)
+            active, previous = self.registry.promote(version)
+            self._swap_in(scorer, "promote")
+        return active, previous
+
+    async def rollback(self) -> tuple[str, str]:
+        async with self._swap_lock:
+            state_before = self.registry.active
+            active, previous = self.registry.rollback()
+            try:
+                scorer = await asyncio.to_thread(self._load_scorer, active)
+            except BaseException:
+                self.registry.promote(state_before)  # keep the pointer on the model that still serves
+                raise
+            self._swap_in(scorer, "rollback")
+        return active, previous
+
+    def _swap_in(self, scorer: RewardScorer, action: str) -> None:
+        self._scorer = scorer
+        self.metrics.model.info({"version": scorer.version, "architecture": self.architecture})
+        self.metrics.version_changes.labels(action).inc()
+        log.info("active version changed", extra={"action": action, "version": scorer.version})
+
+    def versions(self) -> tuple[list[VersionInfo], str]:
+        return self.registry.list(), self.registry.active
+
+    # -- training --------------------------------------------------------------
+    async def train(
+        self,
+        rankings: Sequence[Ranking],
+        config: RewardTrainConfig,
+        *,
+        on_progress: Callable[[TrainProgress], None],
+        on_evaluation: Callable[[TrainOutcome], None],
+        stop: threading.Event,
+    ) -> VersionInfo:
+        """Train, evaluate and register a new version (promoted if asked); one run at a time."""
+        config.validate()
+        for ranking in rankings:
+            ranking.validate()
+        if self._training_lock.locked():
+            raise PreconditionError("a training run is already in progress; wait for it or cancel it")
+        async with self._training_lock:
+            init = self.registry.get(config.init_version or self.base_version)
+            split = prepare_split(rankings, config)
+            self.metrics.training.set(1)
+            loop = asyncio.get_running_loop()
+
+            def progress_from_thread(p: TrainProgress) -> None:
+                self.metrics.train_steps.inc()
+                self.metrics.train_loss.set(p.loss)
+                if not math.isnan(p.accuracy):
+                    self.metrics.train_accuracy.set(p.accuracy)
+                loop.call_soon_threadsafe(on_progress, p)
+
+            staging = self.registry.staging_dir()
+            started = time.monotonic()
+            log.info(
+                "training started",
+                extra={"init": init.id, "train_pairs": len(split.train), "heldout_pairs": len(split.heldout)},
+            )
+            try:
+                worker = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        train_reward_model,
+                        init.path,
+                        split,
+                        config,
+                        staging,
+                        on_progress=progress_from_thread,
+                        should_stop=stop.is_set,
+                        trust_remote_code=self.config.trust_remote_code,
+                    )
+                )
+                try:
+                    outcome = await asyncio.shield(worker)
+                except asyncio.CancelledError:
+                    # The thread cannot be killed: ask it to stop and wait, so the
+                    # staging directory is not removed while it still writes there.
+                    stop.set()
+                    await asyncio.wait([worker])
+                    raise
+                on_evaluation(outcome)
+                version = self.registry.commit(
+                    staging,
+                    {
+                        "kind": "trained",
+                        "parent": init.id,
+                        "base_model": str(self.config.base_model),
+                        "data_hash": dataset_hash(rankings),
+                        "rankings": len(rankings),
+                        "config": config.as_dict(),
+                        "metrics": {
+                            "heldout_accuracy": outcome.heldout_accuracy,
+                            "heldout_pairs": outcome.heldout_pairs,
+                            "train_pairs": outcome.train_pairs,
+                            "final_loss": outcome.final_loss,
+                            "steps": outcome.steps,
+                            "train_seconds": round(time.monotonic() - started, 2),
+                        },
+                    },
+                )
+            except BaseException as error:
+                shutil.rmtree(staging, ignore_errors=True)
+                outcome_label = "cancelled" if stop.is_set() else "failed"
+                self.metrics.train_runs.labels(outcome_label).inc()
+                log.warning(
+                    "training ended without a version", extra={"outcome": outcome_label, "error": repr(error)}
+                )
+                raise
+            finally:
+                self.metrics.training.set(0)
+            self.metrics.train_runs.labels("completed").inc()
+            self.metrics.heldout_accuracy.set(outcome.heldout_accuracy)
+            log.info(
+                "training finished",
+                extra={"version": version.id, "heldout_accuracy": outcome.heldout_accuracy},
+            )
+        if config.promote:
+            await self.promote(version.id)
+            version = self.registry.get(version.id)
+        return version

@@ -1,0 +1,164 @@
+"""gRPC RewardService: translates protobuf to RewardService calls and errors to status codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+from services.errors import ServiceError
+from services.model_registry import VersionInfo
+from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from services.reward.preferences import Ranking
+from services.reward.scorer import ScoreItem
+from services.reward.service import RewardService
+from services.reward.train_config import RewardTrainConfig
+
+SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
+
+
+def version_to_proto(info: VersionInfo, active: str) -> common_pb2.ModelVersion:
+    metrics = {k: float(v) for k, v in info.metadata.get("metrics", {}).items() if isinstance(v, int | float)}
+    return common_pb2.ModelVersion(
+        id=info.id,
+        parent=info.parent,
+        created_at=info.metadata.get("created_at", ""),
+        data_hash=info.metadata.get("data_hash", ""),
+        metrics=metrics,
+        active=info.id == active,
+        metadata_json=json.dumps(info.metadata, sort_keys=True),
+    )
+
+
+def ranking_from_proto(message: common_pb2.Ranking) -> Ranking:
+    return Ranking(
+        prompt=message.prompt,
+        candidates=tuple(message.candidates),
+        tiers=tuple(tuple(tier.candidates) for tier in message.tiers),
+        annotator=message.annotator,
+        source=message.source,
+    )
+
+
+def train_config_from_proto(message: reward_pb2.TrainConfig) -> RewardTrainConfig:
+    """Fields the caller set override the defaults; unset ones keep them."""
+    config = RewardTrainConfig()
+    for field in message.DESCRIPTOR.fields:
+        if message.HasField(field.name):
+            setattr(config, field.name, getattr(message, field.name))
+    return config
+
+
+class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
+    def __init__(self, service: RewardService):
+        self.service = service
+
+    async def Score(self, request, context):
+        try:
+            items = [ScoreItem(i.prompt, i.response) for i in request.items]
+            scores, version = await self.service.score(items, context.time_remaining())
+        except ServiceError as error:
+            await context.abort(error.grpc_code, str(error))
+        return reward_pb2.ScoreResponse(scores=scores, model_version=version)
+
+    async def Rank(self, request, context):
+        try:
+            result = await self.service.rank(
+                request.prompt, list(request.candidates), context.time_remaining()
+            )
+        except ServiceError as error:
+            await context.abort(error.grpc_code, str(error))
+        return reward_pb2.RankResponse(
+            scores=result.scores,
+            order=result.order,
+            pairwise_probabilities=[p for row in result.probabilities for p in row],
+            model_version=result.version,
+        )
+
+    async def Train(self, request, context):
+        events: asyncio.Queue[reward_pb2.TrainEvent] = asyncio.Queue()
+        stop = threading.Event()
+        rankings = [ranking_from_proto(r) for r in request.rankings]
+        config = train_config_from_proto(request.config)
+
+        def progress(p) -> None:
+            events.put_nowait(
+                reward_pb2.TrainEvent(
+                    progress=reward_pb2.TrainProgress(
+                        step=p.step,
+                        total_steps=p.total_steps,
+                        epoch=p.epoch,
+                        loss=p.loss,
+                        accuracy=p.accuracy,
+                    )
+                )
+            )
+
+        def evaluation(o) -> None:
+            events.put_nowait(
+                reward_pb2.TrainEvent(
+                    evaluation=reward_pb2.TrainEvaluation(
+                        heldout_accuracy=o.heldout_accuracy,
+                        heldout_pairs=o.heldout_pairs,
+                        heldout_prompts=o.heldout_prompts,
+                        train_pairs=o.train_pairs,
+                        train_prompts=o.train_prompts,
+                    )
+                )
+            )
+
+        # Training runs as its own task: when the caller cancels, this handler is
+        # cancelled, sets `stop`, and the task ends cleanly at the next step.
+        task = asyncio.create_task(
+            self.service.train(rankings, config, on_progress=progress, on_evaluation=evaluation, stop=stop)
+        )
+        try:
+            while not task.done() or not events.empty():
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            version = task.result()
+        except ServiceError as error:
+            await context.abort(error.grpc_code, str(error))
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        yield reward_pb2.TrainEvent(version=version_to_proto(version, self.service.registry.active))
+
+    async def ListVersions(self, request, context):
+        versions, active = self.service.versions()
+        return common_pb2.ListVersionsResponse(
+            versions=[version_to_proto(v, active) for v in versions], active=active
+        )
+
+    async def Promote(self, request, context):
+        try:
+            active, previous = await self.service.promote(request.version)
+        except ServiceError as error:
+            await context.abort(error.grpc_code, str(error))
+        return common_pb2.ActiveVersionChange(active=active, previous=previous)
+
+    async def Rollback(self, request, context):
+        try:
+            active, previous = await self.service.rollback()
+        except ServiceError as error:
+            await context.abort(error.grpc_code, str(error))
+        return common_pb2.ActiveVersionChange(active=active, previous=previous)
+
+    async def GetInfo(self, request, context):
+        c = self.service.config
+        return reward_pb2.RewardInfo(
+            active_version=self.service.registry.active,
+            base_model=str(c.base_model),
+            architecture=self.service.architecture,
+            max_batch=c.max_batch,
+            max_wait_ms=c.max_wait_ms,
+            max_queue=c.max_queue,
+            max_items_per_request=c.max_items_per_request,
+            max_text_chars=c.max_text_chars,
+            max_length_tokens=self.service.scorer.max_length,
+            training=self.service.training,
+        )

@@ -1,0 +1,49 @@
+"""Hyper-parameters of a reward-model training run, validated before any work starts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from services.errors import InvalidRequestError
+
+
+@dataclass
+class RewardTrainConfig:
+    epochs: int = 2
+    learning_rate: float = 5e-5
+    batch_size: int = 32  # preference pairs per optimiser step (whole prompt groups)
+    heldout_fraction: float = 0.2
+    seed: int = 0
+    use_lora: bool = False
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    margin_per_rank: float = 0.0  # Bradley-Terry margin = margin_per_rank * (rank gap - 1)
+    max_length: int = 512
+    init_version: str = ""  # empty: the registry's base version
+    promote: bool = False
+    min_train_pairs: int = 4
+
+    def validate(self) -> None:
+        """Raise InvalidRequestError naming the first field out of range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidRequestError(f"{f.name} must be a finite number, got {value}")
+        checks = {
+            "epochs": 1 <= self.epochs <= 100,
+            "learning_rate": 0 < self.learning_rate <= 1,
+            "batch_size": 1 <= self.batch_size <= 4096,
+            "heldout_fraction": 0 < self.heldout_fraction < 1,
+            "lora_r": 1 <= self.lora_r <= 1024,
+            "lora_alpha": self.lora_alpha > 0,
+            "margin_per_rank": 0 <= self.margin_per_rank <= 100,
+            "max_length": 8 <= self.max_length <= 32768,
+            "seed": 0 <= self.seed < 2**32,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise InvalidRequestError(f"{name} out of range: {getattr(self, name)!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)

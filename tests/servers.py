@@ -1,0 +1,81 @@
+"""Start rlhf-loop services as real subprocesses on free ports, for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.grpc_client import GrpcClient
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """`rlhf-loop serve <role> ...` as a child process, stopped with SIGTERM."""
+
+    def __init__(self, role: str, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.log_path = log_path
+        command = [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "serve",
+            role,
+            "--port",
+            str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
+            *args,
+        ]
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        client = GrpcClient(self.target)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while self.process.poll() is None:
+                try:
+                    client.wait_ready(timeout_s=1)
+                    return
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        break
+        finally:
+            client.close()
+        raise RuntimeError(f"service did not become ready; log:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,82 @@
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from services.model_registry import (
+    InvalidVersionNameError,
+    ModelRegistry,
+    NothingToRollBackError,
+    VersionNotFoundError,
+)
+
+
+def add_version(registry: ModelRegistry, payload: str = "w") -> str:
+    staging = registry.staging_dir()
+    (staging / "model.safetensors").write_text(payload)
+    return registry.commit(staging, {"parent": "", "metrics": {"acc": 0.5}}).id
+
+
+def test_versions_are_numbered_and_carry_metadata(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+    first, second = add_version(registry), add_version(registry)
+    assert (first, second) == ("reward-0001", "reward-0002")
+    info = registry.get(second)
+    assert info.metadata["id"] == second and info.metadata["metrics"] == {"acc": 0.5}
+    assert "created_at" in info.metadata
+    assert [v.id for v in registry.list()] == [first, second]
+
+
+def test_promote_and_rollback_move_the_active_pointer(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+    a, b, c = (add_version(registry) for _ in range(3))
+    assert registry.promote(a) == (a, "")
+    assert registry.promote(b) == (b, a)
+    assert registry.promote(c) == (c, b)
+    assert registry.rollback() == (b, c)
+    assert registry.rollback() == (a, b)
+    with pytest.raises(NothingToRollBackError):
+        registry.rollback()
+    assert ModelRegistry(tmp_path, "reward").active == a  # the pointer is on disk
+
+
+def test_unknown_version_is_not_found(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+    with pytest.raises(VersionNotFoundError):
+        registry.promote("reward-0042")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "..", "x" * 200, "/etc", "a\x00b"])
+def test_names_that_could_escape_are_refused(tmp_path, name):
+    with pytest.raises(InvalidVersionNameError):
+        ModelRegistry(tmp_path, "reward").get(name)
+
+
+def test_kill_during_write_leaves_no_version(tmp_path):
+    """A writer killed with SIGKILL mid-save leaves only staging debris, which the next open removes."""
+    writer = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from services.model_registry import ModelRegistry
+        registry = ModelRegistry(Path({str(tmp_path)!r}), "reward")
+        staging = registry.staging_dir()
+        with open(staging / "model.safetensors", "wb") as f:
+            while True:
+                f.write(b"x" * 65536)
+                f.flush()
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", writer])
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".staging-*/model.safetensors")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.kill()
+    process.wait()
+    assert list(tmp_path.glob(".staging-*"))
+    registry = ModelRegistry(tmp_path, "reward")
+    assert registry.list() == [] and registry.active == ""
+    assert not list(tmp_path.glob(".staging-*"))
