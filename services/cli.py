@@ -12,7 +12,7 @@ AUTH_TOKEN_ENV = "RLHF_LOOP_AUTH_TOKEN"
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
-    """The bearer token from --auth-token-file or $RLHF_LOOP_AUTH_TOKEN (never from argv, which `ps` shows)."""
+    """The token from --auth-token-file or $RLHF_LOOP_AUTH_TOKEN; never from argv, which `ps` shows."""
     if args.auth_token_file:
         return Path(args.auth_token_file).read_text().strip() or None
     return os.environ.get(AUTH_TOKEN_ENV) or None

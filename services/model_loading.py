@@ -63,7 +63,7 @@ def smollm2_path() -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file.name)
-    # The dequantized weights are plain tensors; drop the GGUF quantizer so save_pretrained writes them as such.
+    # The dequantized weights are plain tensors: drop the GGUF quantizer so they are saved as such.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def rankings_to_pairs(ranking: Ranking) -> list[PreferencePair]:
 
 
 def group_pairs_by_prompt(rankings: Iterable[Ranking]) -> dict[str, list[PreferencePair]]:
-    """Pairs of every ranking, keyed by prompt in first-seen order (several annotators may rank one prompt)."""
+    """Pairs of every ranking keyed by prompt, first-seen order (several annotators may rank one prompt)."""
     groups: dict[str, list[PreferencePair]] = {}
     for ranking in rankings:
         pairs = rankings_to_pairs(ranking)

@@ -78,7 +78,7 @@ class RewardService:
         await self.batcher.stop()
 
     def _ensure_base_version(self) -> None:
-        """An empty registry gets the backbone as version 1 (its fresh head seeded, so scores are reproducible)."""
+        """An empty registry gets the backbone as version 1; its new head is seeded for reproducibility."""
         if not self.registry.list():
             source = resolve_model(self.config.base_model)
             torch.manual_seed(0)
@@ -182,7 +182,7 @@ class RewardService:
 
     # -- versions --------------------------------------------------------------
     async def promote(self, version: str) -> tuple[str, str]:
-        """Load `version`, then point the registry and new requests at it; old requests finish on the old one."""
+        """Load `version`, then point the registry and new requests at it; old requests finish on the old."""
         async with self._swap_lock:
             self.registry.get(version)
             scorer = await asyncio.to_thread(self._load_scorer, version)

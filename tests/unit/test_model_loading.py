@@ -15,7 +15,7 @@ from services.model_loading import (
 def test_pickle_only_weights_are_refused_unless_allowed(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
-    with pytest.raises(UnsafeWeightsError, match="pytorch_model.bin"):
+    with pytest.raises(UnsafeWeightsError, match=r"pytorch_model\.bin"):
         check_weights(tmp_path)
     check_weights(tmp_path, allow_pickle=True)
 
