@@ -1,0 +1,297 @@
+"""The reward service as a real process: `rlhf-loop serve reward` on free ports with the tiny model."""
+
+import json
+import math
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from services.reward.builtin_preferences import synthetic_rankings
+from services.reward.client import RewardClient
+from services.reward.preferences import Ranking, group_pairs_by_prompt
+from tests.servers import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+TRAIN = {"epochs": 10, "learning_rate": 1e-3, "batch_size": 16, "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reward")
+    process = ServiceProcess(
+        "reward",
+        [
+            "--registry",
+            str(root / "registry"),
+            "--model",
+            str(tiny_model_dir),
+            "--max-queue",
+            "64",
+            "--max-text-chars",
+            "2000",
+        ],
+        root / "reward.log",
+    )
+    process.wait_ready()
+    yield process
+    assert process.stop() == 0, process.log()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with RewardClient(server.target, timeout_s=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def trained(client):
+    """Train once on the friendliness rule; returns the stream of events."""
+    return list(client.train(synthetic_rankings(60, 4, seed=1), **TRAIN))
+
+
+def status_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as error:
+        call()
+    return error.value.code(), error.value.details()
+
+
+def http_post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_health_is_serving_and_reflection_lists_the_service(server, client):
+    health = health_pb2_grpc.HealthStub(client.channel)
+    for name in ("", "rlhf.v1.RewardService"):
+        reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    services = ProtoReflectionDescriptorDatabase(client.channel).get_services()
+    assert "rlhf.v1.RewardService" in services and "grpc.health.v1.Health" in services
+
+
+def test_score_and_rank_have_the_right_shapes_and_are_deterministic(client):
+    items = [("What is 2+2?", "Four."), ("Hi", "Hello there, happy to help!"), ("Hi", "Go away.")]
+    scores, version = client.score(items)
+    assert len(scores) == 3 and all(math.isfinite(s) for s in scores) and version.startswith("reward-")
+    assert client.score(items) == (scores, version)
+    ranked = client.rank("Hi", ["Hello!", "Go away.", "Happy to help.", "Meh."])
+    assert sorted(ranked.order) == [0, 1, 2, 3]
+    assert [ranked.scores[i] for i in ranked.order] == sorted(ranked.scores, reverse=True)
+    p = ranked.probabilities
+    assert len(p) == 4 and all(len(row) == 4 for row in p)
+    assert all(p[i][j] + p[j][i] == pytest.approx(1.0, abs=1e-5) for i in range(4) for j in range(4))
+
+
+def test_training_streams_progress_then_evaluation_then_a_version(client, trained):
+    kinds = [event.WhichOneof("event") for event in trained]
+    assert kinds[-2:] == ["evaluation", "version"] and set(kinds[:-2]) == {"progress"}
+    progress = [e.progress for e in trained[:-2]]
+    assert [p.step for p in progress] == sorted(p.step for p in progress)
+    assert progress[-1].step == progress[-1].total_steps
+    evaluation, version = trained[-2].evaluation, trained[-1].version
+    # ~12 held-out prompts (~60 pairs) that follow the rule: 0.7 is > 3 standard deviations above chance.
+    assert evaluation.heldout_accuracy >= 0.7, evaluation
+    prompts_with_pairs = len(group_pairs_by_prompt(synthetic_rankings(60, 4, seed=1)))  # all-tie prompts drop
+    assert evaluation.heldout_prompts >= 10
+    assert evaluation.train_prompts + evaluation.heldout_prompts == prompts_with_pairs
+    assert version.metrics["heldout_accuracy"] == pytest.approx(evaluation.heldout_accuracy)
+    assert version.parent == "reward-0001" and len(version.data_hash) == 16 and not version.active
+    listed = client.list_versions()
+    assert [v.id for v in listed.versions] == ["reward-0001", version.id] and listed.active == "reward-0001"
+
+
+def test_promote_swaps_while_16_clients_keep_scoring(server, client, trained):
+    new = trained[-1].version.id
+    errors, versions_seen, stop = [], set(), threading.Event()
+
+    def keep_scoring(n: int) -> None:
+        with RewardClient(server.target, timeout_s=30) as own:
+            while not stop.is_set():
+                try:
+                    _, version = own.score([(f"client {n}", "Happy to help!")])
+                    versions_seen.add(version)
+                except grpc.RpcError as error:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=keep_scoring, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    try:
+        change = client.promote(new)
+        assert (change.active, change.previous) == (new, "reward-0001")
+        _, version = client.score([("after", "promotion")])
+        assert version == new
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert new in versions_seen
+    ranking_scores, _ = client.score(
+        [("Hi", "Happy to help! Great question."), ("Hi", "Go away. I do not care.")]
+    )
+    assert ranking_scores[0] > ranking_scores[1]  # the promoted model learned the rule
+    assert client.rollback().active == "reward-0001"
+    assert client.promote(new).active == new
+
+
+def test_bad_inputs_get_precise_status_codes(client):
+    InvalidArgument = grpc.StatusCode.INVALID_ARGUMENT
+    assert status_of(lambda: client.score([]))[0] == InvalidArgument
+    assert status_of(lambda: client.score([("prompt", "  ")]))[0] == InvalidArgument
+    code, details = status_of(lambda: client.score([("p", "x" * 2500)]))
+    assert code == InvalidArgument and "2000" in details
+    code, details = status_of(lambda: client.rank("p", ["only one"]))
+    assert code == InvalidArgument
+    code, details = status_of(lambda: client.score([("p", "r")] * 100))  # the queue holds 64
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "64" in details
+    rankings = synthetic_rankings(10, 3)
+    code, details = status_of(lambda: list(client.train(rankings, learning_rate=math.nan)))
+    assert code == InvalidArgument and "learning_rate" in details
+    code, details = status_of(lambda: list(client.train(rankings[:1])))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "1 prompts" in details
+    bad_tier = [Ranking("p", ("a", "b"), ((0,), (5,)))]
+    assert status_of(lambda: list(client.train(bad_tier)))[0] == InvalidArgument
+    assert status_of(lambda: client.promote("reward-9999"))[0] == grpc.StatusCode.NOT_FOUND
+    assert status_of(lambda: client.promote("../../etc"))[0] == InvalidArgument
+    assert (
+        status_of(lambda: list(client.train(rankings, init_version="nope")))[0] == grpc.StatusCode.NOT_FOUND
+    )
+
+
+def test_cancelling_training_stops_it_and_writes_no_version(server, client, trained):
+    before = [v.id for v in client.list_versions().versions]
+    stream = client.train(synthetic_rankings(60, 4, seed=2), epochs=100, learning_rate=1e-3, batch_size=4)
+    first = next(stream)
+    assert first.WhichOneof("event") == "progress"
+    stream.cancel()
+    assert status_of(lambda: next(stream))[0] == grpc.StatusCode.CANCELLED
+    # The service notices at the next step and is free for the next run.
+    for _ in range(100):
+        if not client.info().training:
+            break
+        threading.Event().wait(0.1)
+    assert not client.info().training
+    assert [v.id for v in client.list_versions().versions] == before
+    assert "training ended without a version" in server.log()
+
+
+def test_openrlhf_get_reward_returns_rewards_scores_and_extra_logs(server, client):
+    body = {"query": ["Hi Happy to help!", "Hi Go away."], "prompts": ["Hi ", "Hi "], "labels": ["", ""]}
+    status, reply = http_post(f"{server.http}/get_reward", json.dumps(body).encode())
+    assert status == 200
+    assert set(reply) == {"rewards", "scores", "extra_logs"} and len(reply["rewards"]) == 2
+    direct, _ = client.score([("Hi ", "Happy to help!"), ("Hi ", "Go away.")])
+    assert reply["rewards"] == pytest.approx(direct, abs=1e-5)
+    assert http_post(f"{server.http}/get_reward", b"{not json")[0] == 400
+    assert http_post(f"{server.http}/get_reward", b'{"query": "not a list"}')[0] == 400
+
+
+def test_metrics_expose_requests_latency_batches_queue_version_and_training(server, client, trained):
+    client.score([("p", "r")])
+    text = urllib.request.urlopen(f"{server.http}/metrics", timeout=10).read().decode()
+    for needle in (
+        'rlhf_reward_requests_total{code="OK",method="Score"}',
+        'rlhf_reward_requests_total{code="INVALID_ARGUMENT",method="Score"}',
+        "rlhf_reward_request_duration_seconds_bucket",
+        "rlhf_reward_batch_size_bucket",
+        "rlhf_reward_queue_depth",
+        'rlhf_reward_model_info{architecture="llama",version="reward-',
+        "rlhf_reward_train_loss",
+        "rlhf_reward_train_accuracy",
+        "rlhf_reward_heldout_accuracy",
+        'rlhf_reward_train_runs_total{outcome="completed"}',
+    ):
+        assert needle in text, needle
+
+
+def test_auth_token_is_required_on_every_rpc_but_health(tiny_model_dir, tmp_path):
+    process = ServiceProcess(
+        "reward",
+        ["--registry", str(tmp_path / "registry"), "--model", str(tiny_model_dir)],
+        tmp_path / "reward.log",
+        env={"RLHF_LOOP_AUTH_TOKEN": "s3cret-token"},
+    )
+    try:
+        process.wait_ready()
+        with RewardClient(process.target, retries=0) as anonymous:
+            assert status_of(lambda: anonymous.score([("p", "r")]))[0] == grpc.StatusCode.UNAUTHENTICATED
+            assert status_of(lambda: anonymous.list_versions())[0] == grpc.StatusCode.UNAUTHENTICATED
+            assert status_of(lambda: list(anonymous.train([])))[0] == grpc.StatusCode.UNAUTHENTICATED
+        with RewardClient(process.target, token="wrong", retries=0) as wrong:
+            assert status_of(lambda: wrong.info())[0] == grpc.StatusCode.UNAUTHENTICATED
+        with RewardClient(process.target, token="s3cret-token") as right:
+            assert len(right.score([("p", "r")])[0]) == 1
+    finally:
+        assert process.stop() == 0
+    assert "s3cret-token" not in process.log()
+
+
+def test_tls_with_a_self_signed_certificate(tiny_model_dir, tmp_path):
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    process = ServiceProcess(
+        "reward",
+        [
+            "--registry",
+            str(tmp_path / "registry"),
+            "--model",
+            str(tiny_model_dir),
+            "--tls-cert",
+            str(tmp_path / "cert.pem"),
+            "--tls-key",
+            str(tmp_path / "key.pem"),
+        ],
+        tmp_path / "reward.log",
+    )
+    try:
+        with RewardClient(process.target, tls_ca=tmp_path / "cert.pem") as secure:
+            secure.wait_ready(120)
+            assert len(secure.score([("p", "r")])[0]) == 1
+        with RewardClient(process.target, retries=0, timeout_s=5) as plaintext:
+            assert status_of(lambda: plaintext.info())[0] == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert process.stop() == 0
+
+
+def test_sigterm_shuts_down_gracefully(tiny_model_dir, tmp_path):
+    process = ServiceProcess(
+        "reward",
+        ["--registry", str(tmp_path / "registry"), "--model", str(tiny_model_dir)],
+        tmp_path / "r.log",
+    )
+    process.wait_ready()
+    assert process.stop() == 0
+    events = [json.loads(line)["msg"] for line in process.log().splitlines() if line.startswith("{")]
+    assert events.index("shutting down") < events.index("stopped")
