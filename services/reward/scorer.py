@@ -33,9 +33,12 @@ class RewardScorer:
         model, tokenizer = load_reward_model(path, **load_options)
         return cls(model, tokenizer, version, max_length)
 
+    def encode(self, item: ScoreItem) -> list[int]:
+        return encode_pair(self.tokenizer, item.prompt, item.response, self.max_length)
+
     @torch.inference_mode()
     def score(self, items: Sequence[ScoreItem]) -> list[float]:
-        encoded = [encode_pair(self.tokenizer, i.prompt, i.response, self.max_length) for i in items]
+        encoded = [self.encode(i) for i in items]
         scores = [0.0] * len(items)
         for chunk in length_buckets([len(ids) for ids in encoded], self.bucket_tokens):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from services.reward.builtin_preferences import synthetic_rankings
 from services.reward.client import RewardClient
 from services.reward.preferences import Ranking, group_pairs_by_prompt
-from tests.servers import ServiceProcess
+from services.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Start rlhf-loop services as real subprocesses on free ports, for integration tests."""
+"""Run `rlhf-loop serve <role>` as a child process on free ports (benchmarks, the demo, tests)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class ServiceProcess:
     """`rlhf-loop serve <role> ...` as a child process, stopped with SIGTERM."""
 
     def __init__(self, role: str, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        self.role = role
         self.port = free_port()
         self.metrics_port = free_port()
         self.log_path = log_path
@@ -64,7 +65,14 @@ class ServiceProcess:
                         break
         finally:
             client.close()
-        raise RuntimeError(f"service did not become ready; log:\n{self.log()}")
+        raise RuntimeError(f"{self.role} service did not become ready; log:\n{self.log()}")
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident set size so far (Linux VmHWM)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("VmHWM not available")
 
     def log(self) -> str:
         return self.log_path.read_text()
