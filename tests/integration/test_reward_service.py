@@ -3,9 +3,11 @@
 import json
 import math
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
@@ -295,3 +297,18 @@ def test_sigterm_shuts_down_gracefully(tiny_model_dir, tmp_path):
     assert process.stop() == 0
     events = [json.loads(line)["msg"] for line in process.log().splitlines() if line.startswith("{")]
     assert events.index("shutting down") < events.index("stopped")
+
+
+def test_grpcurl_reaches_score_through_reflection(server):
+    """The README's grpcurl call, verbatim apart from the port."""
+    grpcurl = Path(sys.executable).parent / "grpcurl"
+    body = '{"items": [{"prompt": "Hi", "response": "Hello!"}]}'
+    reply = subprocess.run(
+        [str(grpcurl), "-plaintext", "-d", body, server.target, "rlhf.v1.RewardService/Score"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    parsed = json.loads(reply.stdout)
+    assert len(parsed["scores"]) == 1 and parsed["model_version"].startswith("reward-")
