@@ -42,8 +42,3 @@ class DeadlineError(ServiceError):
 class CancelledError(ServiceError):
     grpc_code = grpc.StatusCode.CANCELLED
     http_status = 499
-
-
-class UnavailableError(ServiceError):
-    grpc_code = grpc.StatusCode.UNAVAILABLE
-    http_status = 503

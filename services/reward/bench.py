@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import grpc
+import torch
 
 from services.model_registry import ModelRegistry
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
@@ -135,21 +136,19 @@ def _measure_service(
     clients: int,
     seconds: float,
     max_batch: int,
+    bucket_tokens: int,
 ) -> dict:
     """Start the real service with this batching, drive it, and read its peak RSS."""
-    wait_ms = "5" if max_batch > 1 else "0"
+    options = {
+        "--registry": registry,
+        "--model": model,
+        "--max-batch": max_batch,
+        "--max-wait-ms": 5 if max_batch > 1 else 0,
+        "--bucket-tokens": bucket_tokens,
+    }
     service = ServiceProcess(
         "reward",
-        [
-            "--registry",
-            str(registry),
-            "--model",
-            model,
-            "--max-batch",
-            str(max_batch),
-            "--max-wait-ms",
-            wait_ms,
-        ],
+        [str(part) for option in options.items() for part in option],
         workdir / f"reward-batch{max_batch}.log",
     )
     try:
@@ -161,24 +160,40 @@ def _measure_service(
     return result
 
 
+def round3(x: float) -> float:
+    return round(x, 3)
+
+
+def _progress(message: str) -> None:
+    print(f"[bench reward] {message}", file=sys.stderr, flush=True)
+
+
 def run_reward_benchmark(
-    model: str = "minilm", clients: int = 32, seconds: float = 10.0, max_batch: int = 32
+    model: str = "minilm",
+    clients: int = 32,
+    seconds: float = 10.0,
+    max_batch: int = 32,
+    bucket_tokens: int = 512,
 ) -> dict:
     items = item_mix(512)
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-reward-") as tmp:
         workdir = Path(tmp)
         registry = workdir / "registry"
-        progress = lambda message: print(f"[bench reward] {message}", file=sys.stderr, flush=True)  # noqa: E731
-        progress(f"batched service ({clients} clients, max_batch {max_batch}, {seconds:.0f}s)")
-        batched = _measure_service(workdir, registry, model, items, clients, seconds, max_batch)
-        progress("unbatched service (one forward per request)")
-        unbatched = _measure_service(workdir, registry, model, items, clients, seconds, 1)
+        _progress(f"batched service ({clients} clients, max_batch {max_batch}, {seconds:.0f}s)")
+        batched = _measure_service(
+            workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens
+        )
+        _progress("unbatched service (one forward per request)")
+        unbatched = _measure_service(workdir, registry, model, items, clients, seconds, 1, bucket_tokens)
         # In process, on the very version the service served (its base version), after the service exited.
         base = ModelRegistry(registry, VERSION_PREFIX).list()[0]
         scorer = RewardScorer.load(base.path, base.id, max_length=512)
-        progress("in-process batch 1")
+        scorer.bucket_tokens = bucket_tokens
+        if torch.cuda.is_available():
+            scorer.model.to("cuda")
+        _progress("in-process batch 1")
         batch1 = _measure_inprocess(scorer, items, 1, seconds)
-        progress(f"in-process batch {max_batch}")
+        _progress(f"in-process batch {max_batch}")
         batched_inprocess = _measure_inprocess(scorer, items, max_batch, seconds)
 
     ratios = {
@@ -191,28 +206,29 @@ def run_reward_benchmark(
         "batched_vs_unbatched": ratios["batched_vs_unbatched"] >= TARGETS["batched_vs_unbatched"],
         "service_peak_rss_gb": peak_rss < TARGETS["service_peak_rss_gb"],
     }
-    r = lambda x: round(x, 3)  # noqa: E731
     return {
         "benchmark": "reward",
         "model": model,
         "architecture": scorer.model.config.model_type,
         "clients": clients,
         "max_batch": max_batch,
+        "bucket_tokens": bucket_tokens,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "seconds_per_phase": seconds,
-        "mean_tokens_per_item": r(statistics.mean(len(scorer.encode(i)) for i in items)),
+        "mean_tokens_per_item": round3(statistics.mean(len(scorer.encode(i)) for i in items)),
         "items_per_s": {
-            "inprocess_batch1": r(batch1),
-            "inprocess_batched": r(batched_inprocess),
-            "grpc_batched": r(batched["items_per_s"]),
-            "grpc_unbatched": r(unbatched["items_per_s"]),
+            "inprocess_batch1": round3(batch1),
+            "inprocess_batched": round3(batched_inprocess),
+            "grpc_batched": round3(batched["items_per_s"]),
+            "grpc_unbatched": round3(unbatched["items_per_s"]),
         },
         "latency_ms": {
-            "grpc_batched": {"p50": r(batched["p50_ms"]), "p99": r(batched["p99_ms"])},
-            "grpc_unbatched": {"p50": r(unbatched["p50_ms"]), "p99": r(unbatched["p99_ms"])},
+            "grpc_batched": {"p50": round3(batched["p50_ms"]), "p99": round3(batched["p99_ms"])},
+            "grpc_unbatched": {"p50": round3(unbatched["p50_ms"]), "p99": round3(unbatched["p99_ms"])},
         },
         "errors": batched["errors"] + unbatched["errors"],
-        "service_peak_rss_gb": r(peak_rss),
-        "ratios": {k: r(v) for k, v in ratios.items()},
+        "service_peak_rss_gb": round3(peak_rss),
+        "ratios": {k: round3(v) for k, v in ratios.items()},
         "targets": TARGETS,
         "targets_met": all(met.values()),
         "target_results": met,

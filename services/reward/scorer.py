@@ -42,6 +42,7 @@ class RewardScorer:
         scores = [0.0] * len(items)
         for chunk in length_buckets([len(ids) for ids in encoded], self.bucket_tokens):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
+            batch = batch.to(self.model.device)
             logits = self.model(**batch).logits[:, 0].float().tolist()
             for index, value in zip(chunk, logits, strict=True):
                 scores[index] = value
