@@ -79,6 +79,7 @@ def _bench_reward(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         max_batch=args.max_batch,
         bucket_tokens=args.bucket_tokens,
+        max_wait_ms=args.max_wait_ms,
     )
     print(json.dumps(report, indent=None if args.json else 2))
     return 0 if report["targets_met"] or not args.check else 1
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_reward.add_argument("--seconds", type=float, default=10.0, help="measuring time per phase")
     bench_reward.add_argument("--max-batch", type=int, default=32)
     bench_reward.add_argument("--bucket-tokens", type=int, default=512)
+    bench_reward.add_argument("--max-wait-ms", type=float, default=5.0)
     bench_reward.add_argument("--json", action="store_true", help="one-line JSON")
     bench_reward.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     bench_reward.set_defaults(func=_bench_reward)

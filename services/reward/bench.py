@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -137,13 +138,14 @@ def _measure_service(
     seconds: float,
     max_batch: int,
     bucket_tokens: int,
+    max_wait_ms: float,
 ) -> dict:
     """Start the real service with this batching, drive it, and read its peak RSS."""
     options = {
         "--registry": registry,
         "--model": model,
         "--max-batch": max_batch,
-        "--max-wait-ms": 5 if max_batch > 1 else 0,
+        "--max-wait-ms": max_wait_ms if max_batch > 1 else 0,
         "--bucket-tokens": bucket_tokens,
     }
     service = ServiceProcess(
@@ -155,9 +157,21 @@ def _measure_service(
         service.wait_ready()
         result = asyncio.run(_drive_clients(service.target, items, clients, seconds))
         result["peak_rss_gb"] = service.peak_rss_bytes() / 2**30
+        result["mean_batch_size"] = _mean_batch_size(service.http)
     finally:
         service.stop()
     return result
+
+
+def _mean_batch_size(http: str) -> float:
+    """Mean of the service's own rlhf_reward_batch_size histogram."""
+    text = urllib.request.urlopen(f"{http}/metrics", timeout=10).read().decode()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(("rlhf_reward_batch_size_sum", "rlhf_reward_batch_size_count"))
+    }
+    return values["rlhf_reward_batch_size_sum"] / max(values["rlhf_reward_batch_size_count"], 1)
 
 
 def round3(x: float) -> float:
@@ -174,6 +188,7 @@ def run_reward_benchmark(
     seconds: float = 10.0,
     max_batch: int = 32,
     bucket_tokens: int = 512,
+    max_wait_ms: float = 5.0,
 ) -> dict:
     items = item_mix(512)
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-reward-") as tmp:
@@ -181,10 +196,12 @@ def run_reward_benchmark(
         registry = workdir / "registry"
         _progress(f"batched service ({clients} clients, max_batch {max_batch}, {seconds:.0f}s)")
         batched = _measure_service(
-            workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens
+            workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens, max_wait_ms
         )
         _progress("unbatched service (one forward per request)")
-        unbatched = _measure_service(workdir, registry, model, items, clients, seconds, 1, bucket_tokens)
+        unbatched = _measure_service(
+            workdir, registry, model, items, clients, seconds, 1, bucket_tokens, max_wait_ms
+        )
         # In process, on the very version the service served (its base version), after the service exited.
         base = ModelRegistry(registry, VERSION_PREFIX).list()[0]
         scorer = RewardScorer.load(base.path, base.id, max_length=512)
@@ -213,6 +230,7 @@ def run_reward_benchmark(
         "clients": clients,
         "max_batch": max_batch,
         "bucket_tokens": bucket_tokens,
+        "max_wait_ms": max_wait_ms,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "seconds_per_phase": seconds,
         "mean_tokens_per_item": round3(statistics.mean(len(scorer.encode(i)) for i in items)),
@@ -225,6 +243,10 @@ def run_reward_benchmark(
         "latency_ms": {
             "grpc_batched": {"p50": round3(batched["p50_ms"]), "p99": round3(batched["p99_ms"])},
             "grpc_unbatched": {"p50": round3(unbatched["p50_ms"]), "p99": round3(unbatched["p99_ms"])},
+        },
+        "mean_batch_size": {
+            "grpc_batched": round3(batched["mean_batch_size"]),
+            "grpc_unbatched": round3(unbatched["mean_batch_size"]),
         },
         "errors": batched["errors"] + unbatched["errors"],
         "service_peak_rss_gb": round3(peak_rss),
