@@ -86,3 +86,19 @@ def test_training_learns_the_rule_and_saves_a_loadable_model(tiny_model_dir, tmp
     assert list(tmp_path.glob("*.safetensors")) and not list(tmp_path.glob("adapter_*"))
     scores = scorer.score([ScoreItem("q", "Happy to help!"), ScoreItem("q", "Go away.")])
     assert len(scores) == 2 and all(math.isfinite(s) for s in scores)
+
+
+def test_margins_follow_the_rank_gap_when_enabled(tiny_model_dir):
+    from services.model_loading import load_reward_model
+    from services.reward.preferences import rankings_to_pairs
+    from services.reward.trainer import _pair_rows
+
+    _, tokenizer = load_reward_model(tiny_model_dir)
+    pairs = rankings_to_pairs(Ranking("p", ("a", "b", "c"), ((0,), (1,), (2,))))
+    rows = _pair_rows(pairs, tokenizer, RewardTrainConfig(margin_per_rank=0.5))
+    assert [(p.rank_gap, m) for p, m in zip(pairs, rows["margin"], strict=True)] == [
+        (1, 0.0),
+        (2, 0.5),
+        (1, 0.0),
+    ]
+    assert "margin" not in _pair_rows(pairs, tokenizer, RewardTrainConfig())
