@@ -116,14 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="backbone for an empty registry: 'minilm', 'smollm2' or a local checkpoint dir (default minilm)",
     )
     reward.add_argument("--max-batch", type=int, default=32, help="items per forward pass (default 32)")
-    reward.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="longest wait to fill a batch (default 5)"
-    )
+    reward.add_argument("--max-wait-ms", type=float, default=5.0, help="longest wait to fill a batch (default 5)")
     reward.add_argument("--max-queue", type=int, default=1024, help="items queued before RESOURCE_EXHAUSTED")
     reward.add_argument("--max-items", type=int, default=256, help="items per Score request")
-    reward.add_argument(
-        "--max-text-chars", type=int, default=16384, help="prompt+response characters per item"
-    )
+    reward.add_argument("--max-text-chars", type=int, default=16384, help="prompt+response characters per item")
     reward.add_argument("--max-length", type=int, default=512, help="tokens per item the model sees")
     reward.add_argument(
         "--bucket-tokens",
@@ -133,14 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reward.add_argument("--threads", type=int, help="torch CPU threads")
     reward.add_argument("--trust-remote-code", action="store_true", help="run a checkpoint's own Python code")
-    reward.add_argument(
-        "--allow-pickle", action="store_true", help="allow pickle-based weights for the backbone"
-    )
+    reward.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights for the backbone")
     reward.set_defaults(func=_serve_reward)
 
-    bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(
-        dest="bench", required=True
-    )
+    bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     bench_reward = bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching")
     bench_reward.add_argument("--model", default="minilm")
     bench_reward.add_argument("--clients", type=int, default=32)
@@ -163,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = models.add_parser("build-tiny", help="write a tiny random Llama + tokenizer (for tests)")
     tiny.add_argument("dir", type=Path)
     tiny.set_defaults(func=_models)
-    prepare = models.add_parser(
-        "prepare", help="locate the embedded models, converting SmolLM2 once into the cache"
-    )
+    prepare = models.add_parser("prepare", help="locate the embedded models, converting SmolLM2 once into the cache")
     prepare.set_defaults(func=_models)
     return parser
 

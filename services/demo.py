@@ -57,9 +57,7 @@ def run_demo(model: str = "minilm", workdir: Path | None = None) -> int:
                 rankings = synthetic_rankings(40, 4)
                 _say(f"training on {len(rankings)} built-in rankings (4 candidates each, friendly > hostile)")
                 accuracy, version = float("nan"), ""
-                for event in client.train(
-                    rankings, epochs=4, learning_rate=2e-4, batch_size=16, promote=True
-                ):
+                for event in client.train(rankings, epochs=4, learning_rate=2e-4, batch_size=16, promote=True):
                     kind = event.WhichOneof("event")
                     if kind == "progress" and (event.progress.step % 5 == 0 or event.progress.step == 1):
                         p = event.progress

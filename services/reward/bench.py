@@ -103,9 +103,7 @@ async def _drive_clients(target: str, items: list[ScoreItem], clients: int, seco
             sent = time.perf_counter()
             try:
                 await stubs[n].Score(
-                    reward_pb2.ScoreRequest(
-                        items=[reward_pb2.ScoreItem(prompt=item.prompt, response=item.response)]
-                    ),
+                    reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=item.prompt, response=item.response)]),
                     timeout=30,
                 )
             except grpc.aio.AioRpcError:
@@ -199,9 +197,7 @@ def run_reward_benchmark(
             workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens, max_wait_ms
         )
         _progress("unbatched service (one forward per request)")
-        unbatched = _measure_service(
-            workdir, registry, model, items, clients, seconds, 1, bucket_tokens, max_wait_ms
-        )
+        unbatched = _measure_service(workdir, registry, model, items, clients, seconds, 1, bucket_tokens, max_wait_ms)
         # In process, on the very version the service served (its base version), after the service exited.
         base = ModelRegistry(registry, VERSION_PREFIX).list()[0]
         scorer = RewardScorer.load(base.path, base.id, max_length=512)

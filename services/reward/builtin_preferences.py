@@ -79,8 +79,6 @@ def synthetic_rankings(n_prompts: int = 40, k: int = 4, seed: int = 0) -> list[R
             else:
                 tiers.append([i])
         rankings.append(
-            Ranking(
-                prompt, tuple(candidates), tuple(tuple(t) for t in tiers), annotator="rule", source="builtin"
-            )
+            Ranking(prompt, tuple(candidates), tuple(tuple(t) for t in tiers), annotator="rule", source="builtin")
         )
     return rankings

@@ -27,13 +27,9 @@ class RewardClient(GrpcClient):
         super().__init__(target, **options)
         self.stub = reward_pb2_grpc.RewardServiceStub(self.channel)
 
-    def score(
-        self, items: Sequence[tuple[str, str]], timeout_s: float | None = None
-    ) -> tuple[list[float], str]:
+    def score(self, items: Sequence[tuple[str, str]], timeout_s: float | None = None) -> tuple[list[float], str]:
         """One score per (prompt, response) item, and the model version that produced them."""
-        request = reward_pb2.ScoreRequest(
-            items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in items]
-        )
+        request = reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in items])
         reply = self.call(self.stub.Score, request, timeout_s=timeout_s)
         return list(reply.scores), reply.model_version
 

@@ -49,8 +49,6 @@ def openrlhf_routes(service: RewardService) -> list[web.RouteDef]:
             return web.json_response({"error": str(error)}, status=error.http_status)
         except asyncio.CancelledError:
             raise
-        return web.json_response(
-            {"rewards": scores, "scores": scores, "extra_logs": {"model_version": version}}
-        )
+        return web.json_response({"rewards": scores, "scores": scores, "extra_logs": {"model_version": version}})
 
     return [web.post("/get_reward", get_reward)]

@@ -33,14 +33,10 @@ class RewardMetrics:
             f"{PREFIX}_version_changes_total", "Promotions and rollbacks", ["action"], registry=r
         )
         self.training = Gauge(f"{PREFIX}_training", "1 while a training run is in progress", registry=r)
-        self.train_runs = Counter(
-            f"{PREFIX}_train_runs_total", "Training runs by outcome", ["outcome"], registry=r
-        )
+        self.train_runs = Counter(f"{PREFIX}_train_runs_total", "Training runs by outcome", ["outcome"], registry=r)
         self.train_steps = Counter(f"{PREFIX}_train_steps_total", "Optimiser steps taken", registry=r)
         self.train_loss = Gauge(f"{PREFIX}_train_loss", "Last logged training loss", registry=r)
-        self.train_accuracy = Gauge(
-            f"{PREFIX}_train_accuracy", "Last logged training pair accuracy", registry=r
-        )
+        self.train_accuracy = Gauge(f"{PREFIX}_train_accuracy", "Last logged training pair accuracy", registry=r)
         self.heldout_accuracy = Gauge(
             f"{PREFIX}_heldout_accuracy", "Held-out pair accuracy of the last trained version", registry=r
         )

@@ -33,9 +33,7 @@ class Ranking:
         for tier in self.tiers:
             for index in tier:
                 if not 0 <= index < len(self.candidates):
-                    raise InvalidRequestError(
-                        f"tier index {index} out of range for {len(self.candidates)} candidates"
-                    )
+                    raise InvalidRequestError(f"tier index {index} out of range for {len(self.candidates)} candidates")
                 if index in seen:
                     raise InvalidRequestError(f"candidate {index} appears in more than one tier")
                 seen.add(index)
@@ -86,9 +84,7 @@ def group_pairs_by_prompt(rankings: Iterable[Ranking]) -> dict[str, list[Prefere
     return groups
 
 
-def split_by_prompt(
-    groups: dict[str, list[PreferencePair]], heldout_fraction: float, seed: int
-) -> PromptSplit:
+def split_by_prompt(groups: dict[str, list[PreferencePair]], heldout_fraction: float, seed: int) -> PromptSplit:
     """Hold out whole prompts: at least one each side when there are two or more prompts."""
     prompts = sorted(groups)
     random.Random(seed).shuffle(prompts)
@@ -105,9 +101,7 @@ def split_by_prompt(
 def dataset_hash(rankings: Sequence[Ranking]) -> str:
     """Order-independent content hash of a preference dataset, recorded with each trained version."""
     digests = sorted(
-        hashlib.sha256(
-            json.dumps([r.prompt, list(r.candidates), [list(t) for t in r.tiers]]).encode()
-        ).hexdigest()
+        hashlib.sha256(json.dumps([r.prompt, list(r.candidates), [list(t) for t in r.tiers]]).encode()).hexdigest()
         for r in rankings
     )
     return hashlib.sha256("".join(digests).encode()).hexdigest()[:16]

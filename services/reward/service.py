@@ -162,9 +162,7 @@ class RewardService:
                     "(prompt + response)"
                 )
 
-    async def score(
-        self, items: Sequence[ScoreItem], timeout_s: float | None = None
-    ) -> tuple[list[float], str]:
+    async def score(self, items: Sequence[ScoreItem], timeout_s: float | None = None) -> tuple[list[float], str]:
         """Scores and the version that produced them; raises QueueFullError, DeadlineExpiredError."""
         self.validate_items(items)
         scorer = self.scorer
@@ -172,9 +170,7 @@ class RewardService:
         scores = await self.batcher.submit([(scorer, item) for item in items], deadline)
         return scores, scorer.version
 
-    async def rank(
-        self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None
-    ) -> RankResult:
+    async def rank(self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None) -> RankResult:
         if len(candidates) < 2:
             raise InvalidRequestError(f"rank needs at least 2 candidates, got {len(candidates)}")
         scores, version = await self.score([ScoreItem(prompt, c) for c in candidates], timeout_s)
@@ -291,9 +287,7 @@ class RewardService:
                 shutil.rmtree(staging, ignore_errors=True)
                 outcome_label = "cancelled" if stop.is_set() else "failed"
                 self.metrics.train_runs.labels(outcome_label).inc()
-                log.warning(
-                    "training ended without a version", extra={"outcome": outcome_label, "error": repr(error)}
-                )
+                log.warning("training ended without a version", extra={"outcome": outcome_label, "error": repr(error)})
                 raise
             finally:
                 self.metrics.training.set(0)

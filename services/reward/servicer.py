@@ -63,9 +63,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 
     async def Rank(self, request, context):
         try:
-            result = await self.service.rank(
-                request.prompt, list(request.candidates), context.time_remaining()
-            )
+            result = await self.service.rank(request.prompt, list(request.candidates), context.time_remaining())
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))
         return reward_pb2.RankResponse(
@@ -130,9 +128,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 
     async def ListVersions(self, request, context):
         versions, active = self.service.versions()
-        return common_pb2.ListVersionsResponse(
-            versions=[version_to_proto(v, active) for v in versions], active=active
-        )
+        return common_pb2.ListVersionsResponse(versions=[version_to_proto(v, active) for v in versions], active=active)
 
     async def Promote(self, request, context):
         try:

@@ -141,9 +141,7 @@ def pairwise_accuracy(scorer: RewardScorer, pairs: Sequence[PreferencePair]) -> 
         return float("nan")
     items = [ScoreItem(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)]
     scores = scorer.score(items)
-    wins = sum(
-        1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(scores[::2], scores[1::2], strict=True)
-    )
+    wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(scores[::2], scores[1::2], strict=True))
     return wins / len(pairs)
 
 

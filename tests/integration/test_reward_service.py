@@ -140,9 +140,7 @@ def test_promote_swaps_while_16_clients_keep_scoring(server, client, trained):
             t.join()
     assert errors == []
     assert new in versions_seen
-    ranking_scores, _ = client.score(
-        [("Hi", "Happy to help! Great question."), ("Hi", "Go away. I do not care.")]
-    )
+    ranking_scores, _ = client.score([("Hi", "Happy to help! Great question."), ("Hi", "Go away. I do not care.")])
     assert ranking_scores[0] > ranking_scores[1]  # the promoted model learned the rule
     assert client.rollback().active == "reward-0001"
     assert client.promote(new).active == new
@@ -167,9 +165,7 @@ def test_bad_inputs_get_precise_status_codes(client):
     assert status_of(lambda: list(client.train(bad_tier)))[0] == InvalidArgument
     assert status_of(lambda: client.promote("reward-9999"))[0] == grpc.StatusCode.NOT_FOUND
     assert status_of(lambda: client.promote("../../etc"))[0] == InvalidArgument
-    assert (
-        status_of(lambda: list(client.train(rankings, init_version="nope")))[0] == grpc.StatusCode.NOT_FOUND
-    )
+    assert status_of(lambda: list(client.train(rankings, init_version="nope")))[0] == grpc.StatusCode.NOT_FOUND
 
 
 def test_cancelling_training_stops_it_and_writes_no_version(server, client, trained):

@@ -44,9 +44,7 @@ async def test_a_lone_request_waits_at_most_max_wait():
 async def test_expired_items_are_dropped_not_computed():
     recorder = Recorder(delay_s=0.2)
     stats: list[BatchStats] = []
-    batcher = await started(
-        DynamicBatcher(recorder, max_batch=1, max_wait_s=0, max_queue=100, on_batch=stats.append)
-    )
+    batcher = await started(DynamicBatcher(recorder, max_batch=1, max_wait_s=0, max_queue=100, on_batch=stats.append))
     slow = asyncio.ensure_future(batcher.submit([1]))  # occupies the model for 0.2 s
     await asyncio.sleep(0.01)
     with pytest.raises(DeadlineExpiredError):

@@ -14,9 +14,7 @@ def test_checked_in_generated_code_matches_the_protos(tmp_path):
     checked_in = ROOT / "services" / "proto"
     for path in fresh:
         relative = path.relative_to(tmp_path)
-        assert (checked_in / relative).read_text() == path.read_text(), (
-            f"{relative} is stale: run `make proto`"
-        )
+        assert (checked_in / relative).read_text() == path.read_text(), f"{relative} is stale: run `make proto`"
     generated_names = {p.relative_to(tmp_path) for p in fresh}
     extra = {p.relative_to(checked_in) for p in checked_in.rglob("*_pb2*.py*")} - generated_names
     assert not extra, f"generated files without a proto: {sorted(map(str, extra))}"

@@ -60,9 +60,7 @@ def test_split_is_by_prompt_and_deterministic():
     train_prompts = {p.prompt for p in split.train}
     heldout_prompts = {p.prompt for p in split.heldout}
     assert not train_prompts & heldout_prompts
-    assert (
-        (split.train_prompts, split.heldout_prompts) == (15, 5) == (len(train_prompts), len(heldout_prompts))
-    )
+    assert (split.train_prompts, split.heldout_prompts) == (15, 5) == (len(train_prompts), len(heldout_prompts))
     assert len(split.train) + len(split.heldout) == 20 * 6
     again = split_by_prompt(groups, 0.25, seed=7)
     assert again.heldout == split.heldout

@@ -1,0 +1,66 @@
+"""DPO (TRL) straight from the human preference pairs: no reward model needed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from services.policy.train_config import PolicyTrainConfig
+from services.policy.train_setup import common_args, last_checkpoint, progress_callback, trainable_model
+from services.reward.preferences import PreferencePair
+
+
+def pair_dataset(pairs: Sequence[PreferencePair], chat: bool):
+    from datasets import Dataset
+
+    if chat:
+        return Dataset.from_dict(
+            {
+                "prompt": [[{"role": "user", "content": p.prompt}] for p in pairs],
+                "chosen": [[{"role": "assistant", "content": p.chosen}] for p in pairs],
+                "rejected": [[{"role": "assistant", "content": p.rejected}] for p in pairs],
+            }
+        )
+    return Dataset.from_dict(
+        {
+            "prompt": [p.prompt for p in pairs],
+            "chosen": [" " + p.chosen for p in pairs],
+            "rejected": [" " + p.rejected for p in pairs],
+        }
+    )
+
+
+def train_dpo(
+    base_path: Path,
+    init_adapter: Path | None,
+    pairs: Sequence[PreferencePair],
+    config: PolicyTrainConfig,
+    run_dir: Path,
+    is_main: bool = True,
+):
+    """DPO over the pairs for `epochs` (at most `max_steps` steps), resuming from a checkpoint."""
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    model, tokenizer, peft_config = trainable_model(base_path, init_adapter, config)
+    args = DPOConfig(
+        **{**common_args(config, run_dir), "max_steps": -1},
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.prompts_per_step,
+        max_length=1024,
+    )
+    dataset = pair_dataset(pairs, bool(getattr(tokenizer, "chat_template", None)))
+    steps_per_epoch = -(-len(dataset) // config.prompts_per_step)
+    args.max_steps = min(config.max_steps, steps_per_epoch * config.epochs)
+    resume = last_checkpoint(run_dir)
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[progress_callback(resumed=resume is not None, is_main=is_main)],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer
