@@ -17,6 +17,14 @@ T = TypeVar("T")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
+def open_aio_channel(target: str, tls_ca: Path | None = None) -> grpc.aio.Channel:
+    """An asyncio channel (bound to the running loop), TLS when a CA certificate is given."""
+    if tls_ca is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
+        return grpc.aio.secure_channel(target, credentials)
+    return grpc.aio.insecure_channel(target)
+
+
 class GrpcClient:
     """A channel plus the call options (deadline, bearer token, retries on UNAVAILABLE)."""
 

@@ -91,3 +91,22 @@ class PolicyModel:
                 yield self._peft
         else:
             yield self.base
+
+
+@torch.inference_mode()
+def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[str]) -> list[float]:
+    """Summed log-probability of each completion after its (formatted) prompt, by teacher forcing."""
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    device = next(model.parameters()).device
+    sums = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        prompt_ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=not chat)["input_ids"]
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        if not completion_ids:
+            sums.append(0.0)
+            continue
+        ids = torch.tensor([prompt_ids + completion_ids], device=device)
+        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        targets = ids[0, len(prompt_ids) :, None]
+        sums.append(float(torch.log_softmax(logits, dim=-1).gather(1, targets).sum()))
+    return sums

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from services.errors import ServiceError
+from services.grpc_client import open_aio_channel
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -60,15 +61,9 @@ class RemoteReward:
         self.versions: set[str] = set()
         self._stub: reward_pb2_grpc.RewardServiceStub | None = None
 
-    def _channel(self) -> grpc.aio.Channel:
-        if self.tls_ca is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=Path(self.tls_ca).read_bytes())
-            return grpc.aio.secure_channel(self.target, credentials)
-        return grpc.aio.insecure_channel(self.target)
-
     async def __call__(self, prompts, completions, **kwargs) -> list[float]:
         if self._stub is None:
-            self._stub = reward_pb2_grpc.RewardServiceStub(self._channel())
+            self._stub = reward_pb2_grpc.RewardServiceStub(open_aio_channel(self.target, self.tls_ca))
         request = reward_pb2.ScoreRequest(
             items=[
                 reward_pb2.ScoreItem(prompt=prompt_text(p), response=completion_text(c))

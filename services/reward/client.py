@@ -6,18 +6,9 @@ from collections.abc import Iterator, Sequence
 
 from services.grpc_client import GrpcClient
 from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from services.proto_convert import ranking_to_proto
 from services.reward.preferences import Ranking
 from services.reward.ranking import RankResult
-
-
-def ranking_to_proto(ranking: Ranking) -> common_pb2.Ranking:
-    return common_pb2.Ranking(
-        prompt=ranking.prompt,
-        candidates=list(ranking.candidates),
-        tiers=[common_pb2.Tier(candidates=list(tier)) for tier in ranking.tiers],
-        annotator=ranking.annotator,
-        source=ranking.source,
-    )
 
 
 class RewardClient(GrpcClient):

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 
 from services.errors import ServiceError
-from services.model_registry import VersionInfo
-from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
-from services.reward.preferences import Ranking
+from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
+from services.proto_convert import config_from_proto, ranking_from_proto
 from services.reward.scorer import ScoreItem
 from services.reward.service import RewardService
 from services.reward.train_config import RewardTrainConfig
+from services.version_rpcs import VersionRpcs, version_to_proto
 
 SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
 
 
-def version_to_proto(info: VersionInfo, active: str) -> common_pb2.ModelVersion:
-    metrics = {k: float(v) for k, v in info.metadata.get("metrics", {}).items() if isinstance(v, int | float)}
-    return common_pb2.ModelVersion(
-        id=info.id,
-        parent=info.parent,
-        created_at=info.metadata.get("created_at", ""),
-        data_hash=info.metadata.get("data_hash", ""),
-        metrics=metrics,
-        active=info.id == active,
-        metadata_json=json.dumps(info.metadata, sort_keys=True),
-    )
-
-
-def ranking_from_proto(message: common_pb2.Ranking) -> Ranking:
-    return Ranking(
-        prompt=message.prompt,
-        candidates=tuple(message.candidates),
-        tiers=tuple(tuple(tier.candidates) for tier in message.tiers),
-        annotator=message.annotator,
-        source=message.source,
-    )
-
-
-def train_config_from_proto(message: reward_pb2.TrainConfig) -> RewardTrainConfig:
-    """Fields the caller set override the defaults; unset ones keep them."""
-    config = RewardTrainConfig()
-    for field in message.DESCRIPTOR.fields:
-        if message.HasField(field.name):
-            setattr(config, field.name, getattr(message, field.name))
-    return config
-
-
-class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
+class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
     def __init__(self, service: RewardService):
         self.service = service
 
@@ -77,7 +44,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         events: asyncio.Queue[reward_pb2.TrainEvent] = asyncio.Queue()
         stop = threading.Event()
         rankings = [ranking_from_proto(r) for r in request.rankings]
-        config = train_config_from_proto(request.config)
+        config = config_from_proto(request.config, RewardTrainConfig())
 
         def progress(p) -> None:
             events.put_nowait(
@@ -125,24 +92,6 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             stop.set()
             raise
         yield reward_pb2.TrainEvent(version=version_to_proto(version, self.service.registry.active))
-
-    async def ListVersions(self, request, context):
-        versions, active = self.service.versions()
-        return common_pb2.ListVersionsResponse(versions=[version_to_proto(v, active) for v in versions], active=active)
-
-    async def Promote(self, request, context):
-        try:
-            active, previous = await self.service.promote(request.version)
-        except ServiceError as error:
-            await context.abort(error.grpc_code, str(error))
-        return common_pb2.ActiveVersionChange(active=active, previous=previous)
-
-    async def Rollback(self, request, context):
-        try:
-            active, previous = await self.service.rollback()
-        except ServiceError as error:
-            await context.abort(error.grpc_code, str(error))
-        return common_pb2.ActiveVersionChange(active=active, previous=previous)
 
     async def GetInfo(self, request, context):
         c = self.service.config
