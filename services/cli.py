@@ -36,16 +36,14 @@ def _add_server_options(parser: argparse.ArgumentParser, port: int, metrics_port
     parser.add_argument("--log-level", default="INFO")
 
 
-def _serve_reward(args: argparse.Namespace) -> int:
+def _server_settings(args: argparse.Namespace):
     from services.grpc_runtime import ServerSettings
-    from services.reward.server import main
-    from services.reward.service import RewardServiceConfig
     from services.structured_logging import configure_logging
 
     if bool(args.tls_cert) != bool(args.tls_key):
         sys.exit("--tls-cert and --tls-key go together")
     configure_logging(args.log_level)
-    settings = ServerSettings(
+    return ServerSettings(
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,
@@ -53,6 +51,13 @@ def _serve_reward(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
+
+
+def _serve_reward(args: argparse.Namespace) -> int:
+    from services.reward.server import main
+    from services.reward.service import RewardServiceConfig
+
+    settings = _server_settings(args)
     config = RewardServiceConfig(
         registry_dir=args.registry,
         base_model=args.model,
@@ -67,6 +72,31 @@ def _serve_reward(args: argparse.Namespace) -> int:
         allow_pickle=args.allow_pickle,
     )
     main(settings, config, threads=args.threads)
+    return 0
+
+
+def _serve_policy(args: argparse.Namespace) -> int:
+    from services.policy.server import main
+    from services.policy.service import PolicyServiceConfig
+    from services.policy.train_worker import REWARD_TOKEN_ENV
+
+    settings = _server_settings(args)
+    config = PolicyServiceConfig(
+        registry_dir=args.registry,
+        base_model=args.model,
+        reward_target=args.reward_url,
+        reward_token=os.environ.get(REWARD_TOKEN_ENV) or None,
+        reward_tls_ca=args.reward_tls_ca,
+        generation_backend=args.generation_backend,
+        max_prompts=args.max_prompts,
+        max_n=args.max_n,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_chars=args.max_prompt_chars,
+        train_processes=args.train_processes,
+        gold_scorer=args.gold_scorer,
+        trust_remote_code=args.trust_remote_code,
+    )
+    main(settings, config)
     return 0
 
 
@@ -131,6 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("--trust-remote-code", action="store_true", help="run a checkpoint's own Python code")
     reward.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights for the backbone")
     reward.set_defaults(func=_serve_reward)
+
+    policy = serve.add_parser("policy", help="the policy service (Generate, Train, Evaluate)")
+    _add_server_options(policy, port=50052, metrics_port=9465)
+    policy.add_argument("--registry", type=Path, required=True, help="directory of policy versions")
+    policy.add_argument(
+        "--model", default="smollm2", help="base model: 'smollm2' (default) or a local causal-LM checkpoint dir"
+    )
+    policy.add_argument("--reward-url", help="reward service HOST:PORT (needed by grpo, rloo and Evaluate)")
+    policy.add_argument(
+        "--reward-tls-ca", type=Path, help="CA certificate of a TLS reward service (token: $RLHF_LOOP_REWARD_TOKEN)"
+    )
+    policy.add_argument("--generation-backend", choices=["transformers", "vllm"], default="transformers")
+    policy.add_argument("--train-processes", type=int, default=1, help=">1 trains under accelerate launch (DDP)")
+    policy.add_argument("--gold-scorer", help="module:function(prompt, response) -> float, reported by Evaluate")
+    policy.add_argument("--max-prompts", type=int, default=64, help="prompts per Generate request")
+    policy.add_argument("--max-n", type=int, default=16, help="completions per prompt")
+    policy.add_argument("--max-new-tokens", type=int, default=512, help="upper bound a request may ask for")
+    policy.add_argument("--max-prompt-chars", type=int, default=8192)
+    policy.add_argument("--trust-remote-code", action="store_true", help="run a checkpoint's own Python code")
+    policy.set_defaults(func=_serve_policy)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     bench_reward = bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching")

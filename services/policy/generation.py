@@ -75,7 +75,6 @@ class TransformersBackend:
     def __init__(self, policy: PolicyModel):
         self.policy = policy
 
-    @torch.inference_mode()
     def generate(
         self, version: VersionInfo, prompts: list[str], n: int, sampling: Sampling, deadline: float | None
     ) -> list[list[Generated]]:
@@ -101,13 +100,21 @@ class TransformersBackend:
         }
         if sample:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        with self.policy.lock, self.policy.using(version) as model:
+        # The adapter loads (if new) outside inference mode: peft marks its weights trainable.
+        with self.policy.lock, self.policy.using(version) as model, torch.inference_mode():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
             out = model.generate(**encoded, **options)
         if stop.hit:
             raise DeadlineError("deadline passed during generation")
-        completions = out.sequences[:, encoded["input_ids"].shape[1] :]
+        return self._decode(out, encoded["input_ids"].shape[1], prompt_tokens, len(prompts), n)
+
+    @torch.inference_mode()
+    def _decode(
+        self, out, prompt_width: int, prompt_tokens: list[int], n_prompts: int, n: int
+    ) -> list[list[Generated]]:
+        tokenizer = self.policy.tokenizer
+        completions = out.sequences[:, prompt_width:]
         finished = torch.zeros(completions.shape[0], dtype=torch.bool, device=completions.device)
         lengths = torch.zeros_like(finished, dtype=torch.long)
         logprob_sums = torch.zeros(completions.shape[0], dtype=torch.float64, device=completions.device)
@@ -120,7 +127,7 @@ class TransformersBackend:
             lengths += active.long()
             finished |= tokens == tokenizer.eos_token_id
         results: list[list[Generated]] = []
-        for i in range(len(prompts)):
+        for i in range(n_prompts):
             row = []
             for j in range(i * n, (i + 1) * n):
                 length = int(lengths[j])
