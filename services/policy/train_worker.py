@@ -24,9 +24,12 @@ REWARD_TOKEN_ENV = "RLHF_LOOP_REWARD_TOKEN"  # tokens travel by environment, nev
 
 
 def run(spec: dict) -> dict:
+    import torch
     from accelerate import PartialState
 
-    is_main = PartialState().is_main_process
+    # cpu=True makes a torchrun-launched group use gloo (MULTI_CPU) when there is no GPU.
+    state = PartialState(cpu=not torch.cuda.is_available())
+    is_main = state.is_main_process
     config = PolicyTrainConfig(**spec["config"])
     base = Path(spec["base_model"])
     init_adapter = Path(spec["init_adapter"]) if spec.get("init_adapter") else None
@@ -54,6 +57,8 @@ def run(spec: dict) -> dict:
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
     return {
+        "main_process": is_main,
+        "processes": state.num_processes,
         "steps": trainer.state.global_step,
         "reward_versions": reward_versions,
         "final_loss": float(last.get("loss", float("nan"))),
@@ -75,7 +80,8 @@ def main() -> int:
     except RewardServiceUnavailableError as error:
         emit({"type": "error", "kind": "unavailable", "message": str(error)})
         return 3
-    emit({"type": "done", **summary})
+    if summary.pop("main_process"):
+        emit({"type": "done", **summary})
     return 0
 
 
