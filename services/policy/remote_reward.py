@@ -62,13 +62,23 @@ class RemoteReward:
         self._stub: reward_pb2_grpc.RewardServiceStub | None = None
 
     async def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        scored = [i for i, text in enumerate(texts) if text.strip()]
+        scores = await self.score([prompt_text(prompts[i]) for i in scored], [texts[i] for i in scored])
+        # An empty completion is a legitimate policy output but the reward service refuses
+        # empty text: it scores as the worst of its batch, so the policy is not paid to go silent.
+        floor = min(scores, default=0.0)
+        by_index = dict(zip(scored, scores, strict=True))
+        return [by_index.get(i, floor) for i in range(len(texts))]
+
+    async def score(self, prompts: list[str], responses: list[str]) -> list[float]:
+        """One Score call, retried with backoff while the service is UNAVAILABLE."""
+        if not responses:
+            return []
         if self._stub is None:
             self._stub = reward_pb2_grpc.RewardServiceStub(open_aio_channel(self.target, self.tls_ca))
         request = reward_pb2.ScoreRequest(
-            items=[
-                reward_pb2.ScoreItem(prompt=prompt_text(p), response=completion_text(c))
-                for p, c in zip(prompts, completions, strict=True)
-            ]
+            items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
         )
         for attempt in range(self.retries + 1):
             try:
@@ -77,7 +87,9 @@ class RemoteReward:
                 return list(reply.scores)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
+                    raise ServiceError(
+                        f"reward service refused the batch: {error.code().name}: {error.details()}"
+                    ) from None
                 if attempt == self.retries:
                     raise RewardServiceUnavailableError(
                         f"reward service at {self.target} unavailable after {self.retries + 1} attempts: "

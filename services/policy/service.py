@@ -397,11 +397,8 @@ class PolicyService:
         new, _ = await self.generate(prompts, 1, sampling, candidate_info.id, timeout_s)
         old, _ = await self.generate(prompts, 1, sampling, baseline_info.id, timeout_s)
         new_texts, old_texts = [row[0].text for row in new], [row[0].text for row in old]
-        try:
-            new_scores = await self.reward(prompts=list(prompts), completions=new_texts)
-            old_scores = await self.reward(prompts=list(prompts), completions=old_texts)
-        except grpc.aio.AioRpcError as error:
-            raise ServiceError(f"reward service call failed: {error.code().name}: {error.details()}") from None
+        new_scores = await self.reward(prompts=list(prompts), completions=new_texts)
+        old_scores = await self.reward(prompts=list(prompts), completions=old_texts)
         kl = await asyncio.to_thread(self._kl_to_reference, candidate_info, list(prompts), new_texts)
         result = {
             "candidate_mean_reward": sum(new_scores) / len(new_scores),

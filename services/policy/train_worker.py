@@ -80,6 +80,9 @@ def main() -> int:
     except RewardServiceUnavailableError as error:
         emit({"type": "error", "kind": "unavailable", "message": str(error)})
         return 3
+    except Exception as error:
+        emit({"type": "error", "kind": "failed", "message": f"{type(error).__name__}: {error}"})
+        raise
     if summary.pop("main_process"):
         emit({"type": "done", **summary})
     return 0
