@@ -32,7 +32,7 @@ class PolicyServicer(VersionRpcs, policy_pb2_grpc.PolicyServiceServicer):
         sampling = sampling_from_proto(request.sampling, self.service.config.default_max_new_tokens)
         try:
             results, version = await self.service.generate(
-                list(request.prompts), request.n or 1, sampling, request.version, context.time_remaining()
+                list(request.prompts), request.n, sampling, request.version, context.time_remaining()
             )
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))
