@@ -61,7 +61,14 @@ def start_policy(tiny_model_dir, registry, log, reward_target, *extra) -> Servic
 @pytest.fixture(scope="module")
 def policy_server(tiny_model_dir, reward_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("policy")
-    process = start_policy(tiny_model_dir, root / "registry", root / "policy.log", reward_server.target)
+    process = start_policy(
+        tiny_model_dir,
+        root / "registry",
+        root / "policy.log",
+        reward_server.target,
+        "--gold-scorer",
+        "tests.gold_scorers:length",
+    )
     process.registry = root / "registry"
     yield process
     assert process.stop() == 0, process.log()
@@ -102,6 +109,8 @@ def test_grpo_against_the_reward_service_raises_the_held_out_reward(policy, rewa
         result = policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=seed, temperature=1.0)
         assert result.prompts == 32 and result.reward_version == "reward-0002"
         assert result.candidate_mean_reward > result.baseline_mean_reward + 0.1, result
+        assert result.has_gold and 0 <= result.gold_win_rate <= 1  # gold = response length here
+        assert result.candidate_mean_gold > 0 and result.baseline_mean_gold > 0
     same = policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=5, temperature=1.0)
     assert same == policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=5, temperature=1.0)
 
@@ -127,11 +136,31 @@ def test_dpo_raises_the_chosen_over_rejected_margin(policy, policy_server, tiny_
     assert margin(version.id) > margin("policy-0001") + 1.0
 
 
-def test_promote_switches_generate_and_rollback_returns(policy):
+def test_promote_switches_generate_without_failing_in_flight_calls(policy, policy_server):
     versions = policy.list_versions()
     newest = versions.versions[-1].id
     assert versions.active == "policy-0001"
-    assert policy.promote(newest).active == newest
+    errors, seen, stop = [], set(), threading.Event()
+
+    def keep_generating() -> None:
+        with PolicyClient(policy_server.target, timeout_s=60) as own:
+            while not stop.is_set():
+                try:
+                    seen.add(own.generate(["Hi"], n=2, max_new_tokens=4).version)
+                except grpc.RpcError as error:
+                    errors.append(error)
+
+    threads = [threading.Thread(target=keep_generating) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        assert policy.promote(newest).active == newest
+        threading.Event().wait(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [] and newest in seen
     assert policy.generate(["Hi"], n=1, max_new_tokens=4, seed=1).version == newest
     assert policy.generate(["Hi"], n=1, max_new_tokens=4, seed=1, version="policy-0001").version == "policy-0001"
     assert policy.rollback().active == "policy-0001"

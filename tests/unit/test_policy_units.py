@@ -1,0 +1,79 @@
+import asyncio
+import math
+
+import pytest
+
+from services.errors import InvalidRequestError, PreconditionError
+from services.policy.generation import Sampling, select_backend
+from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
+from services.policy.service import load_gold_scorer, win_rate
+from services.policy.train_config import PolicyTrainConfig
+
+
+def test_backend_selection_uses_vllm_only_when_asked_and_usable():
+    assert select_backend("transformers", vllm_installed=True, cuda=True) == "transformers"
+    assert select_backend("vllm", vllm_installed=True, cuda=True) == "vllm"
+    with pytest.raises(PreconditionError, match="pip install vllm"):
+        select_backend("vllm", vllm_installed=False, cuda=True)
+    with pytest.raises(PreconditionError, match="CUDA"):
+        select_backend("vllm", vllm_installed=True, cuda=False)
+    with pytest.raises(InvalidRequestError, match="unknown generation backend"):
+        select_backend("tgi")
+
+
+@pytest.mark.parametrize(
+    "sampling, field",
+    [
+        (Sampling(temperature=-0.1), "temperature"),
+        (Sampling(temperature=math.nan), "temperature"),
+        (Sampling(top_p=0.0), "top_p"),
+        (Sampling(max_new_tokens=0), "max_new_tokens"),
+        (Sampling(max_new_tokens=513), "max_new_tokens"),
+        (Sampling(seed=-1), "seed"),
+    ],
+)
+def test_sampling_out_of_range_is_rejected(sampling, field):
+    with pytest.raises(InvalidRequestError, match=field):
+        sampling.validate(max_new_tokens_limit=512)
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"method": "ppo"}, "ppo"),
+        ({"num_generations": 1}, "num_generations"),
+        ({"beta": math.inf}, "beta"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"save_steps": 0}, "save_steps"),
+    ],
+)
+def test_policy_config_out_of_range_is_rejected(changes, field):
+    with pytest.raises(InvalidRequestError, match=field):
+        PolicyTrainConfig(**changes).validate()
+
+
+def test_win_rate_counts_ties_half():
+    assert win_rate([1.0, 2.0, 3.0, 0.0], [0.0, 2.0, 4.0, -1.0]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+
+
+def test_gold_scorer_spec_resolves_or_explains():
+    assert load_gold_scorer("tests.gold_scorers:length")("p", "abc") == 3.0
+    with pytest.raises(InvalidRequestError, match="module:function"):
+        load_gold_scorer("no_such_module:f")
+
+
+def test_trl_message_formats_are_read_as_text():
+    assert completion_text([{"role": "assistant", "content": "hi"}]) == "hi"
+    assert prompt_text([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]) == "q"
+
+
+def test_empty_completions_score_as_the_worst_of_their_batch():
+    class Recorded(RemoteReward):
+        async def score(self, prompts, responses):
+            self.sent = responses
+            return [float(len(r)) for r in responses]
+
+    reward = Recorded("unused:0")
+    scores = asyncio.run(reward(prompts=["a", "b", "c"], completions=["four", "  ", "xy"]))
+    assert reward.sent == ["four", "xy"]  # the reward service never sees empty text
+    assert scores == [4.0, 2.0, 2.0]
