@@ -115,6 +115,21 @@ def _bench_reward(args: argparse.Namespace) -> int:
     return 0 if report["targets_met"] or not args.check else 1
 
 
+def _bench_policy(args: argparse.Namespace) -> int:
+    from services.policy.bench import run_policy_benchmark
+
+    report = run_policy_benchmark(
+        policy_model=args.policy_model,
+        reward_model=args.reward_model,
+        prompts=args.prompts,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        grpo_steps=args.grpo_steps,
+    )
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0 if report["targets_met"] or not args.check else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
@@ -193,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_reward.add_argument("--json", action="store_true", help="one-line JSON")
     bench_reward.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     bench_reward.set_defaults(func=_bench_reward)
+
+    bench_policy = bench.add_parser("policy", help="policy service: Generate and GRPO vs in-process, peak RSS")
+    bench_policy.add_argument("--policy-model", default="smollm2", help="'smollm2' or a checkpoint dir")
+    bench_policy.add_argument("--reward-model", default="minilm", help="'minilm' or a checkpoint dir")
+    bench_policy.add_argument("--prompts", type=int, default=4)
+    bench_policy.add_argument("--n", type=int, default=4, help="completions per prompt (GRPO group size)")
+    bench_policy.add_argument("--max-new-tokens", type=int, default=32)
+    bench_policy.add_argument("--grpo-steps", type=int, default=4)
+    bench_policy.add_argument("--json", action="store_true", help="one-line JSON")
+    bench_policy.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    bench_policy.set_defaults(func=_bench_policy)
 
     demo = commands.add_parser("demo", help="the main job on embedded defaults, offline")
     demo.add_argument("--model", default="minilm")
