@@ -183,6 +183,7 @@ def run_policy_benchmark(
                 reward_version = reward_client.info().active_version
             version = ModelRegistry(root / "reward", "reward").get(reward_version)
             scorer = RewardScorer.load(version.path, version.id, max_length=512)
+            scorer.model.to(pick_device())  # where the reward service runs it too
             local_step = _grpo_step_seconds(policy_path, InProcessReward(scorer), config, batch, root / "run-local")
         finally:
             if policy is not None:
