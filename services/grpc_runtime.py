@@ -12,7 +12,7 @@ import hmac
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +137,21 @@ class RequestMetricsInterceptor(grpc.aio.ServerInterceptor):
             return wrapped
 
         return _rewrap(handler, unary, streaming)
+
+
+async def relay_events(task: asyncio.Task, events: asyncio.Queue) -> AsyncIterator:
+    """What a long job (`task`) puts on `events` while it runs, then whatever is left once it ends.
+
+    Streaming RPCs run their job as a separate task so that a cancelled call
+    can tell the job to stop cleanly instead of killing it mid-write.
+    """
+    while not task.done() or not events.empty():
+        getter = asyncio.ensure_future(events.get())
+        await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            yield getter.result()
+        else:
+            getter.cancel()
 
 
 def metrics_route(registry: CollectorRegistry) -> web.RouteDef:

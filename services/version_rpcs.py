@@ -1,4 +1,4 @@
-"""The registry RPCs both services share: ListVersions, Promote, Rollback."""
+"""The registry RPCs both services share, server and client side: ListVersions, Promote, Rollback."""
 
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ def version_to_proto(info: VersionInfo, active: str) -> common_pb2.ModelVersion:
         active=info.id == active,
         metadata_json=json.dumps(info.metadata, sort_keys=True),
     )
+
+
+class VersionCalls:
+    """Client side of the registry RPCs, mixed into a GrpcClient whose `stub` has them."""
+
+    stub: object
+
+    def list_versions(self) -> common_pb2.ListVersionsResponse:
+        return self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest())
+
+    def promote(self, version: str) -> common_pb2.ActiveVersionChange:
+        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version), retry=False)
+
+    def rollback(self) -> common_pb2.ActiveVersionChange:
+        return self.call(self.stub.Rollback, common_pb2.RollbackRequest(), retry=False)
 
 
 class VersionRpcs:

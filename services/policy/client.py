@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from services.grpc_client import GrpcClient
-from services.proto.rlhf.v1 import common_pb2, policy_pb2, policy_pb2_grpc
+from services.proto.rlhf.v1 import policy_pb2, policy_pb2_grpc
 from services.proto_convert import ranking_to_proto
 from services.reward.preferences import Ranking
+from services.version_rpcs import VersionCalls
 
 
 def sampling(**params) -> policy_pb2.SamplingParams:
@@ -15,7 +16,7 @@ def sampling(**params) -> policy_pb2.SamplingParams:
     return policy_pb2.SamplingParams(**{k: v for k, v in params.items() if v is not None})
 
 
-class PolicyClient(GrpcClient):
+class PolicyClient(VersionCalls, GrpcClient):
     """`PolicyClient("127.0.0.1:50052").generate(["prompt"], n=4, temperature=0.8, seed=1)`."""
 
     def __init__(self, target: str, **options):
@@ -65,15 +66,6 @@ class PolicyClient(GrpcClient):
             candidate=candidate, baseline=baseline, prompts=list(prompts), sampling=sampling(**sampling_params)
         )
         return self.call(self.stub.Evaluate, request, timeout_s=timeout_s)
-
-    def list_versions(self) -> common_pb2.ListVersionsResponse:
-        return self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest())
-
-    def promote(self, version: str) -> common_pb2.ActiveVersionChange:
-        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version), retry=False)
-
-    def rollback(self) -> common_pb2.ActiveVersionChange:
-        return self.call(self.stub.Rollback, common_pb2.RollbackRequest(), retry=False)
 
     def info(self) -> policy_pb2.PolicyInfo:
         return self.call(self.stub.GetInfo, policy_pb2.GetPolicyInfoRequest())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import importlib
 import json
@@ -11,7 +10,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -83,11 +81,6 @@ def win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """Share of prompts where the candidate scores higher; ties count half."""
     wins = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline, strict=True))
     return wins / len(candidate)
-
-
-def _die_with_parent() -> None:
-    # A training worker must not outlive a killed service (it would train on, unobserved).
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class PolicyService:
@@ -214,13 +207,15 @@ class PolicyService:
             raise RewardServiceUnavailableError(f"reward service at {self.config.reward_target} is not serving")
 
     def _worker_command(self, spec_path: Path) -> list[str]:
+        # Through orphan_guard: the worker (or accelerate's launcher) dies if this service is killed.
+        guarded = [sys.executable, "-m", "services.policy.orphan_guard", str(os.getpid())]
         if self.config.train_processes <= 1:
-            return [sys.executable, "-m", "services.policy.train_worker", str(spec_path)]
+            return [*guarded, "services.policy.train_worker", str(spec_path)]
         accelerate_config = ACCELERATE_CONFIG_DIR / (
             "gpu_ddp.yaml" if self.policy.device.type == "cuda" else "cpu_ddp.yaml"
         )
         return [
-            sys.executable, "-m", "accelerate.commands.launch",
+            *guarded, "accelerate.commands.launch",
             "--config_file", str(accelerate_config),
             "--num_processes", str(self.config.train_processes),
             "-m", "services.policy.train_worker", str(spec_path),
@@ -298,7 +293,6 @@ class PolicyService:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=worker_log,
                     env=env,
-                    preexec_fn=_die_with_parent,
                 )
                 summary, failure = await self._follow(process, on_progress, stop)
             if stop.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.errors import ServiceError
+from services.grpc_runtime import relay_events
 from services.policy.generation import Sampling
 from services.policy.service import PolicyService
 from services.policy.train_config import PolicyTrainConfig
@@ -60,31 +61,24 @@ class PolicyServicer(VersionRpcs, policy_pb2_grpc.PolicyServiceServicer):
         rankings = [ranking_from_proto(r) for r in request.rankings]
         events: asyncio.Queue[dict] = asyncio.Queue()
         stop = asyncio.Event()
-        # Training runs as its own task: when the caller cancels, this handler is
-        # cancelled, sets `stop`, and the task stops the worker (checkpoints stay).
+        # A cancelled call sets `stop`; the worker is stopped and its checkpoints stay for a resume.
         task = asyncio.create_task(
             self.service.train(list(request.prompts), rankings, config, on_progress=events.put_nowait, stop=stop)
         )
         try:
-            while not task.done() or not events.empty():
-                getter = asyncio.ensure_future(events.get())
-                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    e = getter.result()
-                    yield policy_pb2.PolicyTrainEvent(
-                        progress=policy_pb2.PolicyTrainProgress(
-                            step=e["step"],
-                            total_steps=e["total_steps"],
-                            loss=e["loss"],
-                            reward_mean=e["reward_mean"],
-                            reward_std=e["reward_std"],
-                            kl=e["kl"],
-                            step_seconds=e["step_seconds"],
-                            resumed=e["resumed"],
-                        )
+            async for e in relay_events(task, events):
+                yield policy_pb2.PolicyTrainEvent(
+                    progress=policy_pb2.PolicyTrainProgress(
+                        step=e["step"],
+                        total_steps=e["total_steps"],
+                        loss=e["loss"],
+                        reward_mean=e["reward_mean"],
+                        reward_std=e["reward_std"],
+                        kl=e["kl"],
+                        step_seconds=e["step_seconds"],
+                        resumed=e["resumed"],
                     )
-                else:
-                    getter.cancel()
+                )
             version = task.result()
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))

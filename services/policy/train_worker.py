@@ -15,6 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from services.policy.orphan_guard import die_with_parent
 from services.policy.remote_reward import RemoteReward, RewardServiceUnavailableError
 from services.policy.train_config import PolicyTrainConfig
 from services.policy.train_setup import emit
@@ -68,6 +69,8 @@ def run(spec: dict) -> dict:
 
 
 def main() -> int:
+    # Under accelerate, this process's parent is the launcher; it must not outlive it either.
+    die_with_parent(os.getppid())
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecation notes, once per step
     from transformers.utils import logging as hf_logging

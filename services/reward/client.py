@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from services.grpc_client import GrpcClient
-from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.proto_convert import ranking_to_proto
 from services.reward.preferences import Ranking
 from services.reward.ranking import RankResult
+from services.version_rpcs import VersionCalls
 
 
-class RewardClient(GrpcClient):
+class RewardClient(VersionCalls, GrpcClient):
     """`RewardClient("127.0.0.1:50051").score([("prompt", "response")])`."""
 
     def __init__(self, target: str, **options):
@@ -42,15 +43,6 @@ class RewardClient(GrpcClient):
             rankings=[ranking_to_proto(r) for r in rankings], config=reward_pb2.TrainConfig(**config)
         )
         return self.stub.Train(request, timeout=timeout_s, metadata=self.metadata)
-
-    def list_versions(self) -> common_pb2.ListVersionsResponse:
-        return self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest())
-
-    def promote(self, version: str) -> common_pb2.ActiveVersionChange:
-        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version), retry=False)
-
-    def rollback(self) -> common_pb2.ActiveVersionChange:
-        return self.call(self.stub.Rollback, common_pb2.RollbackRequest(), retry=False)
 
     def info(self) -> reward_pb2.RewardInfo:
         return self.call(self.stub.GetInfo, reward_pb2.GetInfoRequest())

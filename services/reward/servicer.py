@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from services.errors import ServiceError
+from services.grpc_runtime import relay_events
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.proto_convert import config_from_proto, ranking_from_proto
 from services.reward.scorer import ScoreItem
@@ -72,19 +73,13 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
                 )
             )
 
-        # Training runs as its own task: when the caller cancels, this handler is
-        # cancelled, sets `stop`, and the task ends cleanly at the next step.
+        # A cancelled call sets `stop`; training ends cleanly at the next step and writes nothing.
         task = asyncio.create_task(
             self.service.train(rankings, config, on_progress=progress, on_evaluation=evaluation, stop=stop)
         )
         try:
-            while not task.done() or not events.empty():
-                getter = asyncio.ensure_future(events.get())
-                await asyncio.wait([getter, task], return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                else:
-                    getter.cancel()
+            async for event in relay_events(task, events):
+                yield event
             version = task.result()
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))
