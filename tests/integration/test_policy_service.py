@@ -136,6 +136,18 @@ def test_dpo_raises_the_chosen_over_rejected_margin(policy, policy_server, tiny_
     assert margin(version.id) > margin("policy-0001") + 1.0
 
 
+def test_rloo_with_full_fine_tuning_makes_a_servable_full_version(policy):
+    events = list(
+        policy.train(
+            prompts=TRAIN_PROMPTS, max_steps=2, use_lora=False, learning_rate=1e-4, **{**GRPO, "method": "rloo"}
+        )
+    )
+    metadata = __import__("json").loads(events[-1].version.metadata_json)
+    assert metadata["method"] == "rloo" and metadata["format"] == "full"
+    reply = policy.generate(["Hi"], n=2, max_new_tokens=4, seed=1, version=events[-1].version.id)
+    assert reply.version == events[-1].version.id and len(reply.results[0].completions) == 2
+
+
 def test_promote_switches_generate_without_failing_in_flight_calls(policy, policy_server):
     versions = policy.list_versions()
     newest = versions.versions[-1].id

@@ -77,3 +77,17 @@ def test_empty_completions_score_as_the_worst_of_their_batch():
     scores = asyncio.run(reward(prompts=["a", "b", "c"], completions=["four", "  ", "xy"]))
     assert reward.sent == ["four", "xy"]  # the reward service never sees empty text
     assert scores == [4.0, 2.0, 2.0]
+
+
+def test_generation_stops_once_the_deadline_passes():
+    import time
+
+    import torch
+
+    from services.policy.generation import _DeadlineStop
+
+    ids = torch.zeros((3, 5), dtype=torch.long)
+    assert not _DeadlineStop(None)(ids, None).any()
+    assert not _DeadlineStop(time.monotonic() + 60)(ids, None).any()
+    stop = _DeadlineStop(time.monotonic() - 0.001)
+    assert stop(ids, None).all() and stop.hit
