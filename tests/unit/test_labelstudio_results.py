@@ -1,0 +1,104 @@
+import pytest
+
+from labelstudio_backend.preference_store import PreferenceStore, StoredPreference, pairwise_agreement
+from labelstudio_backend.results import ResultRejectedError, ranking_from_result
+from labelstudio_backend.templates import TEMPLATES, candidate_data, template_of
+
+DATA = candidate_data("Which is best?", ["A", "B", "C", "D"], TEMPLATES["ranker"], {"policy_version": "policy-0001"})
+PAIR_DATA = candidate_data("Which is best?", ["A", "B"], TEMPLATES["pairwise"], {})
+
+
+def ranker(value: dict) -> list[dict]:
+    return [{"type": "ranker", "from_name": "rank", "to_name": "candidates", "value": {"ranker": value}}]
+
+
+def parse(result, template="ranker", data=DATA):
+    return ranking_from_result(result, data, TEMPLATES[template], annotator="ann", source="labelstudio:annotation:1")
+
+
+def test_templates_are_recognised_from_their_label_config():
+    for name, template in TEMPLATES.items():
+        assert template_of(template.label_config).name == name
+
+
+def test_ranker_order_becomes_strict_tiers():
+    ranking = parse(ranker({"rank": ["c2", "c0", "c3", "c1"]}))
+    assert ranking.candidates == ("A", "B", "C", "D")
+    assert ranking.tiers == ((2,), (0,), (3,), (1,))
+
+
+def test_buckets_tie_and_the_unsorted_list_is_unranked():
+    ranking = parse(ranker({"best": ["c1", "c3"], "acceptable": [], "bad": ["c0"], "_": ["c2"]}), "ranker-buckets")
+    assert ranking.tiers == ((1, 3), (0,))
+
+
+def test_pairwise_selection():
+    result = [{"type": "pairwise", "value": {"selected": "right"}}]
+    assert parse(result, "pairwise", PAIR_DATA).tiers == ((1,), (0,))
+
+
+@pytest.mark.parametrize(
+    "result, template",
+    [
+        (ranker({"rank": ["c0", "c1", "c2", "zz"]}), "ranker"),  # unknown id
+        (ranker({"rank": ["c0", "c0", "c1", "c2"]}), "ranker"),  # duplicate
+        (ranker({"rank": ["c0", "c1"]}), "ranker"),  # not all ranked
+        (ranker({"rank": "c0"}), "ranker"),
+        (ranker({"best": ["c0"], "awesome": ["c1"]}), "ranker-buckets"),  # unknown bucket
+        (ranker({"best": ["c0"], "_": ["c0"]}), "ranker-buckets"),
+        ([{"type": "pairwise", "value": {"selected": "middle"}}], "pairwise"),
+        ([], "ranker"),
+        ("not a list", "ranker"),
+        ([{"type": "choices", "value": {}}], "ranker"),
+    ],
+)
+def test_results_that_do_not_fit_the_task_are_rejected(result, template):
+    data = PAIR_DATA if template == "pairwise" else DATA
+    with pytest.raises(ResultRejectedError):
+        parse(result, template, data)
+
+
+def test_a_task_without_candidates_is_rejected():
+    with pytest.raises(ResultRejectedError, match="fewer than 2"):
+        parse(ranker({"rank": ["c0"]}), data={"prompt": "p"})
+
+
+def preference(annotation_id: int, order: list[str], annotator: str = "ann", task_id: int = 7) -> StoredPreference:
+    return StoredPreference(annotation_id, 1, task_id, annotator, parse(ranker({"rank": order})), "policy-0001")
+
+
+def test_store_is_idempotent_by_annotation_id(tmp_path):
+    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+    first = preference(1, ["c0", "c1", "c2", "c3"])
+    assert store.upsert(first) is True
+    assert store.upsert(first) is False  # duplicate delivery
+    assert store.upsert(preference(1, ["c3", "c2", "c1", "c0"])) is True  # update replaces
+    assert [p.ranking.tiers for p in store.all()] == [((3,), (2,), (1,), (0,))]
+    assert store.delete(1) and not store.delete(1)
+    assert store.all() == []
+
+
+def test_sync_adds_updates_and_removes(tmp_path):
+    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+    store.upsert(preference(1, ["c0", "c1", "c2", "c3"]))
+    store.upsert(preference(2, ["c0", "c1", "c2", "c3"]))
+    report = store.replace_project(
+        1, [preference(2, ["c1", "c0", "c2", "c3"]), preference(3, ["c0", "c1", "c2", "c3"])]
+    )
+    assert (report.added, report.updated, report.removed) == (1, 1, 1)
+    assert [p.annotation_id for p in store.all()] == [2, 3]
+    assert store.replace_project(1, store.all()) == type(report)(0, 0, 0)
+
+
+def test_agreement_counts_shared_pairs_and_merges_by_majority():
+    prefs = [
+        preference(1, ["c0", "c1", "c2", "c3"], "x"),
+        preference(2, ["c0", "c1", "c2", "c3"], "y"),
+        preference(3, ["c1", "c0", "c2", "c3"], "z"),
+    ]
+    stats = pairwise_agreement(prefs)
+    assert (stats["annotations"], stats["annotators"], stats["tasks"], stats["pairs"]) == (3, 3, 1, 6)
+    # 6 pairs x 3 annotator pairs = 18 comparisons; only (A,B) splits: z disagrees with x and y.
+    assert stats["compared_pairs"] == 18 and stats["agreement"] == pytest.approx(16 / 18)
+    merged = {(m["chosen"], m["rejected"]) for m in stats["merged"]}
+    assert ("A", "B") in merged and len(merged) == 6
