@@ -1,0 +1,224 @@
+"""`rlhf-loop serve backend`: the Label Studio ML backend protocol over aiohttp.
+
+GET /health, POST /setup, POST /predict, POST /webhook, GET /versions, GET /metrics.
+Pre-annotations come from the reward service (Rank calls, merged by its
+batcher); annotations go to the preference store; candidates for new tasks
+come from the policy service and are written back through the Label Studio SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from aiohttp import web
+
+from labelstudio_backend.metrics import BackendMetrics
+from labelstudio_backend.predictions import prediction
+from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
+from labelstudio_backend.results import ResultRejectedError, task_candidates
+from labelstudio_backend.templates import template_of
+from labelstudio_backend.webhooks import ANNOTATION_EVENTS, Outcome, handle_annotation_event, handle_annotations_deleted
+from services.errors import InvalidRequestError, ServiceError
+from services.grpc_client import open_aio_channel
+from services.grpc_runtime import metrics_route
+from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
+from services.reward.ranking import rank_candidates
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a predict batch of a few hundred long tasks; more is refused with 413
+
+
+@dataclass
+class BackendConfig:
+    store_url: str = "sqlite:///preferences.db"
+    reward_target: str = "127.0.0.1:50051"
+    reward_token: str | None = None
+    reward_tls_ca: Path | None = None
+    basic_auth: tuple[str, str] | None = None  # (user, password)
+    candidates: int = 4
+    labelstudio_url: str | None = None  # for writing candidates into tasks
+    labelstudio_token: str | None = None
+    policy_target: str | None = None
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+
+
+def _basic_auth_middleware(user: str, password: str):
+    expected = f"{user}:{password}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        header = request.headers.get("Authorization", "")
+        try:
+            given = base64.b64decode(header[6:], validate=True) if header.startswith("Basic ") else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        if request.path != "/health" and not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": "authentication required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Basic realm="rlhf-loop"'},
+            )
+        return await handler(request)
+
+    return check
+
+
+async def _json_object(request: web.Request) -> dict:
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise InvalidRequestError(f"body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("body must be a JSON object")
+    return body
+
+
+class Backend:
+    def __init__(self, config: BackendConfig, metrics: BackendMetrics | None = None):
+        self.config = config
+        self.metrics = metrics or BackendMetrics()
+        self.store = PreferenceStore(config.store_url)
+        self.metrics.preferences_stored.set_function(lambda: len(self.store.all()))
+        self._reward: reward_pb2_grpc.RewardServiceStub | None = None
+        self._background: set[asyncio.Task] = set()
+
+    @property
+    def reward(self) -> reward_pb2_grpc.RewardServiceStub:
+        if self._reward is None:  # created inside the server's event loop
+            self._reward = reward_pb2_grpc.RewardServiceStub(
+                open_aio_channel(self.config.reward_target, self.config.reward_tls_ca)
+            )
+        return self._reward
+
+    @property
+    def _reward_metadata(self) -> tuple:
+        return (("authorization", f"Bearer {self.config.reward_token}"),) if self.config.reward_token else ()
+
+    async def reward_version(self) -> str:
+        info = await self.reward.GetInfo(reward_pb2.GetInfoRequest(), timeout=10, metadata=self._reward_metadata)
+        return info.active_version
+
+    # -- routes ----------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "UP", "model_class": "rlhf-loop"})
+
+    async def setup(self, request: web.Request) -> web.Response:
+        await _json_object(request)
+        try:
+            version = await self.reward_version()
+        except grpc.aio.AioRpcError as error:
+            return web.json_response({"error": f"reward service: {error.details()}"}, status=503)
+        return web.json_response({"model_version": version})
+
+    async def versions(self, request: web.Request) -> web.Response:
+        reply = await self.reward.ListVersions(
+            common_pb2.ListVersionsRequest(), timeout=10, metadata=self._reward_metadata
+        )
+        return web.json_response({"versions": [v.id for v in reply.versions], "active": reply.active})
+
+    async def predict(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        body = await _json_object(request)
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise InvalidRequestError("predict needs a 'tasks' list")
+        template = template_of(str(body.get("label_config") or ""))
+        # One Rank call per task, all at once: the reward service's batcher merges them.
+        results = await asyncio.gather(*(self._predict_one(task, template) for task in tasks))
+        self.metrics.predictions.inc(sum(1 for r in results if r.get("result")))
+        self.metrics.predict_latency.observe(time.perf_counter() - started)
+        return web.json_response({"results": results})
+
+    async def _predict_one(self, task: object, template) -> dict:
+        data = task.get("data") if isinstance(task, dict) else None
+        try:
+            ids, bodies = task_candidates(data)
+            prompt = data.get("prompt", "")
+            reply = await self.reward.Rank(
+                reward_pb2.RankRequest(prompt=prompt, candidates=bodies), timeout=60, metadata=self._reward_metadata
+            )
+        except ResultRejectedError:
+            return {"result": [], "score": 0.0, "model_version": ""}  # no candidates yet: nothing to pre-rank
+        ranked = rank_candidates(list(reply.scores), reply.model_version)
+        return prediction(template, ids, ranked)
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        payload = await _json_object(request)
+        action = payload.get("action")
+        if not isinstance(action, str):
+            raise InvalidRequestError("webhook payload needs an 'action' string")
+        try:
+            outcome = await asyncio.to_thread(self._handle, action, payload)
+        except ResultRejectedError as error:
+            self.metrics.rejected_results.inc()
+            self.metrics.webhooks.labels(action, "rejected").inc()
+            log.warning("annotation result rejected", extra={"action": action, "reason": str(error)})
+            return web.json_response({"error": str(error)}, status=422)
+        except InvalidRequestError:
+            self.metrics.webhooks.labels(action, "invalid").inc()
+            raise
+        self.metrics.webhooks.labels(action, outcome.status).inc()
+        return web.json_response({"status": outcome.status, "detail": outcome.detail})
+
+    def _handle(self, action: str, payload: dict) -> Outcome:
+        project = payload.get("project")
+        label_config = str(project.get("label_config", "")) if isinstance(project, dict) else ""
+        if action in ANNOTATION_EVENTS:
+            return handle_annotation_event(self.store, payload, label_config)
+        if action == "ANNOTATIONS_DELETED":
+            return handle_annotations_deleted(self.store, payload)
+        if action == "START_TRAINING":
+            project_id = project.get("id") if isinstance(project, dict) else project
+            request_id = self.store.request_training(int(project_id) if str(project_id).isdigit() else 0)
+            return Outcome("training_requested", f"request {request_id}; the controller picks it up")
+        return Outcome("ignored", f"no handling for {action}")
+
+    async def stats(self) -> dict:
+        report = await asyncio.to_thread(lambda: pairwise_agreement(self.store.all()))
+        if report["agreement"] is not None:
+            self.metrics.agreement.set(report["agreement"])
+        return report
+
+
+@web.middleware
+async def _errors_to_status(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except ServiceError as error:
+        return web.json_response({"error": str(error)}, status=error.http_status)
+    except grpc.aio.AioRpcError as error:
+        log.warning("reward service call failed", extra={"code": error.code().name, "details": error.details()})
+        return web.json_response({"error": f"reward service: {error.code().name}: {error.details()}"}, status=503)
+
+
+def build_app(backend: Backend) -> web.Application:
+    middlewares = [_errors_to_status]
+    if backend.config.basic_auth:
+        middlewares.insert(0, _basic_auth_middleware(*backend.config.basic_auth))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app.add_routes(
+        [
+            web.get("/health", backend.health),
+            web.get("/", backend.health),
+            web.post("/setup", backend.setup),
+            web.post("/predict", backend.predict),
+            web.post("/webhook", backend.webhook),
+            web.get("/versions", backend.versions),
+            metrics_route(backend.metrics.registry),
+        ]
+    )
+    return app
+
+
+def main(config: BackendConfig, host: str, port: int) -> None:
+    web.run_app(build_app(Backend(config)), host=host, port=port, access_log=None, print=None)
