@@ -20,15 +20,18 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 
+from labelstudio_backend.candidates import Sampling, fill_tasks
 from labelstudio_backend.metrics import BackendMetrics
 from labelstudio_backend.predictions import prediction
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
+from labelstudio_backend.project_setup import labelstudio_client
 from labelstudio_backend.results import ResultRejectedError, task_candidates
 from labelstudio_backend.templates import template_of
 from labelstudio_backend.webhooks import ANNOTATION_EVENTS, Outcome, handle_annotation_event, handle_annotations_deleted
 from services.errors import InvalidRequestError, ServiceError
 from services.grpc_client import open_aio_channel
 from services.grpc_runtime import metrics_route
+from services.policy.client import PolicyClient
 from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from services.reward.ranking import rank_candidates
 
@@ -88,7 +91,8 @@ class Backend:
         self.config = config
         self.metrics = metrics or BackendMetrics()
         self.store = PreferenceStore(config.store_url)
-        self.metrics.preferences_stored.set_function(lambda: len(self.store.all()))
+        self.metrics.preferences_stored.set_function(self.store.count)
+        self.metrics.agreement.set_function(self._agreement)
         self._reward: reward_pb2_grpc.RewardServiceStub | None = None
         self._background: set[asyncio.Task] = set()
 
@@ -157,6 +161,10 @@ class Backend:
         action = payload.get("action")
         if not isinstance(action, str):
             raise InvalidRequestError("webhook payload needs an 'action' string")
+        if action == "TASKS_CREATED":
+            outcome = self._schedule_candidates(payload)
+            self.metrics.webhooks.labels(action, outcome.status).inc()
+            return web.json_response({"status": outcome.status, "detail": outcome.detail})
         try:
             outcome = await asyncio.to_thread(self._handle, action, payload)
         except ResultRejectedError as error:
@@ -183,11 +191,40 @@ class Backend:
             return Outcome("training_requested", f"request {request_id}; the controller picks it up")
         return Outcome("ignored", f"no handling for {action}")
 
-    async def stats(self) -> dict:
-        report = await asyncio.to_thread(lambda: pairwise_agreement(self.store.all()))
-        if report["agreement"] is not None:
-            self.metrics.agreement.set(report["agreement"])
-        return report
+    def _schedule_candidates(self, payload: dict) -> Outcome:
+        """Generate candidates for the new tasks in the background: the webhook answers at once."""
+        tasks, project = payload.get("tasks"), payload.get("project")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int) for t in tasks):
+            raise InvalidRequestError("TASKS_CREATED needs a 'tasks' list of objects with integer ids")
+        c = self.config
+        if not (c.policy_target and c.labelstudio_url and c.labelstudio_token):
+            return Outcome("ignored", "no policy service or Label Studio configured for candidates")
+        template = template_of(str(project.get("label_config", "")) if isinstance(project, dict) else "")
+        sampling = Sampling(temperature=c.temperature, max_new_tokens=c.max_new_tokens)
+
+        def fill() -> int:
+            with PolicyClient(c.policy_target, timeout_s=600) as policy:
+                client = labelstudio_client(c.labelstudio_url, c.labelstudio_token)
+                return fill_tasks(client, policy, [t["id"] for t in tasks], c.candidates, template, sampling)
+
+        job = asyncio.ensure_future(asyncio.to_thread(fill))
+        self._background.add(job)
+        job.add_done_callback(self._candidates_done)
+        return Outcome("scheduled", f"candidates for {len(tasks)} task(s)")
+
+    def _candidates_done(self, job: asyncio.Future) -> None:
+        self._background.discard(job)
+        if job.cancelled():
+            return
+        if job.exception() is not None:
+            log.error("candidate generation failed", extra={"error": repr(job.exception())})
+            return
+        self.metrics.candidates_generated.inc(job.result())
+        log.info("candidates written", extra={"tasks": job.result()})
+
+    def _agreement(self) -> float:
+        agreement = pairwise_agreement(self.store.all())["agreement"]
+        return float("nan") if agreement is None else agreement
 
 
 @web.middleware

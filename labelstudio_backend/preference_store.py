@@ -12,7 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, delete, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    func,
+    select,
+)
 
 from services.reward.preferences import Ranking
 
@@ -115,6 +128,10 @@ class PreferenceStore:
             query = query.where(preferences.c.project_id == project_id)
         with self.engine.connect() as db:
             return [_from_row(row) for row in db.execute(query)]
+
+    def count(self) -> int:
+        with self.engine.connect() as db:
+            return db.execute(select(func.count()).select_from(preferences)).scalar_one()
 
     def rankings(self, project_id: int | None = None) -> list[Ranking]:
         return [p.ranking for p in self.all(project_id)]

@@ -100,6 +100,134 @@ def _serve_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+LABELSTUDIO_TOKEN_ENV = "RLHF_LOOP_LABELSTUDIO_TOKEN"
+BACKEND_PASSWORD_ENV = "RLHF_LOOP_BACKEND_PASSWORD"
+
+
+def _labelstudio(args: argparse.Namespace) -> tuple[str, str]:
+    """(url, token): --labelstudio-url with $RLHF_LOOP_LABELSTUDIO_TOKEN, or what `labelstudio up` saved."""
+    from labelstudio_backend.labelstudio_server import load_credentials
+
+    if args.labelstudio_url:
+        token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
+        if not token:
+            sys.exit(f"--labelstudio-url needs the API token in ${LABELSTUDIO_TOKEN_ENV}")
+        return args.labelstudio_url, token
+    credentials = load_credentials(args.data_dir)
+    return credentials.url, credentials.token
+
+
+def _basic_auth(args: argparse.Namespace) -> tuple[str, str] | None:
+    if not args.basic_auth_user:
+        return None
+    password = os.environ.get(BACKEND_PASSWORD_ENV)
+    if not password:
+        sys.exit(f"--basic-auth-user needs the password in ${BACKEND_PASSWORD_ENV}")
+    return args.basic_auth_user, password
+
+
+def _add_labelstudio_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--labelstudio-url", help=f"Label Studio URL (token in ${LABELSTUDIO_TOKEN_ENV}); default: the one `up` started"
+    )
+    parser.add_argument("--data-dir", type=Path, help="the data dir `labelstudio up` used (default: in the cache)")
+
+
+def _labelstudio_up(args: argparse.Namespace) -> int:
+    from labelstudio_backend.labelstudio_server import up
+
+    credentials = up(port=args.port, data_dir=args.data_dir, progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({"url": credentials.url, "username": credentials.username, "password": credentials.password,
+                      "token": credentials.token}, indent=2))  # fmt: skip
+    return 0
+
+
+def _labelstudio_down(args: argparse.Namespace) -> int:
+    from labelstudio_backend.labelstudio_server import down
+
+    print("stopped" if down(args.data_dir) else "no Label Studio was running from that data dir")
+    return 0
+
+
+def _serve_backend(args: argparse.Namespace) -> int:
+    from labelstudio_backend.app import BackendConfig, main
+    from services.policy.train_worker import REWARD_TOKEN_ENV
+    from services.structured_logging import configure_logging
+
+    configure_logging(args.log_level)
+    url, token = (None, None)
+    if args.policy_url:
+        url, token = _labelstudio(args)
+    config = BackendConfig(
+        store_url=args.store,
+        reward_target=args.reward_url,
+        reward_token=os.environ.get(REWARD_TOKEN_ENV) or None,
+        basic_auth=_basic_auth(args),
+        candidates=args.candidates,
+        labelstudio_url=url,
+        labelstudio_token=token,
+        policy_target=args.policy_url,
+        max_new_tokens=args.max_new_tokens,
+    )
+    main(config, args.host, args.port)
+    return 0
+
+
+def _project_init(args: argparse.Namespace) -> int:
+    from labelstudio_backend.project_setup import init_project, labelstudio_client
+
+    url, token = _labelstudio(args)
+    setup = init_project(
+        labelstudio_client(url, token),
+        template=args.template,
+        title=args.title,
+        backend_url=args.backend_url,
+        basic_auth=_basic_auth(args),
+    )
+    print(json.dumps(vars(setup) | {"url": f"{url}/projects/{setup.project_id}"}, indent=2))
+    return 0
+
+
+def _tasks_import(args: argparse.Namespace) -> int:
+    from labelstudio_backend.candidates import Sampling, generate_task_data
+    from labelstudio_backend.project_setup import labelstudio_client
+    from labelstudio_backend.templates import template_of
+    from services.policy.client import PolicyClient
+
+    prompts = [json.loads(line)["prompt"] for line in args.file.read_text().splitlines() if line.strip()]
+    url, token = _labelstudio(args)
+    client = labelstudio_client(url, token)
+    template = template_of(client.projects.get(id=args.project).label_config)
+    with PolicyClient(args.policy_url, timeout_s=1800) as policy:
+        data = generate_task_data(
+            policy, prompts, args.candidates, template, Sampling(max_new_tokens=args.max_new_tokens)
+        )
+    reply = client.projects.import_tasks(args.project, request=data, return_task_ids=True)
+    print(json.dumps({"imported": len(data), "task_ids": list(reply.task_ids or [])}))
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from labelstudio_backend.preference_store import PreferenceStore
+    from labelstudio_backend.project_setup import labelstudio_client
+    from labelstudio_backend.sync import sync_project
+
+    url, token = _labelstudio(args)
+    report = sync_project(labelstudio_client(url, token), PreferenceStore(args.store), args.project)
+    print(json.dumps(vars(report)))
+    return 0
+
+
+def _prefs_stats(args: argparse.Namespace) -> int:
+    from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
+
+    report = pairwise_agreement(PreferenceStore(args.store).all(args.project))
+    if not args.merged:
+        report.pop("merged")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _bench_reward(args: argparse.Namespace) -> int:
     from services.reward.bench import run_reward_benchmark
 
@@ -196,6 +324,66 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--max-prompt-chars", type=int, default=8192)
     policy.add_argument("--trust-remote-code", action="store_true", help="run a checkpoint's own Python code")
     policy.set_defaults(func=_serve_policy)
+
+    backend = serve.add_parser("backend", help="the Label Studio ML backend (HTTP)")
+    backend.add_argument("--host", default="127.0.0.1")
+    backend.add_argument("--port", type=int, default=9091)
+    backend.add_argument("--store", default="sqlite:///preferences.db", help="SQLAlchemy URL of the preference store")
+    backend.add_argument("--reward-url", default="127.0.0.1:50051", help="reward service HOST:PORT")
+    backend.add_argument("--policy-url", help="policy service HOST:PORT: new prompt-only tasks get candidates")
+    backend.add_argument("--candidates", type=int, default=4, help="candidates per task (Pairwise: 2)")
+    backend.add_argument("--max-new-tokens", type=int, default=64)
+    backend.add_argument("--basic-auth-user", help=f"require basic auth (password in ${BACKEND_PASSWORD_ENV})")
+    backend.add_argument("--log-level", default="INFO")
+    _add_labelstudio_options(backend)
+    backend.set_defaults(func=_serve_backend)
+
+    labelstudio = commands.add_parser("labelstudio", help="a local Label Studio server").add_subparsers(
+        dest="labelstudio_command", required=True
+    )
+    ls_up = labelstudio.add_parser("up", help="install (once) and start Label Studio on 127.0.0.1")
+    ls_up.add_argument("--port", type=int, default=8080)
+    ls_up.add_argument("--data-dir", type=Path)
+    ls_up.set_defaults(func=_labelstudio_up)
+    ls_down = labelstudio.add_parser("down", help="stop the Label Studio that `up` started")
+    ls_down.add_argument("--data-dir", type=Path)
+    ls_down.set_defaults(func=_labelstudio_down)
+
+    project = commands.add_parser("project", help="Label Studio projects").add_subparsers(
+        dest="project_command", required=True
+    )
+    init = project.add_parser("init", help="create a ranking project wired to the backend (idempotent)")
+    init.add_argument("--template", choices=["ranker", "ranker-buckets", "pairwise"], default="ranker")
+    init.add_argument("--title", default="rlhf-loop rankings")
+    init.add_argument("--backend-url", default="http://127.0.0.1:9091", help="where Label Studio reaches the backend")
+    init.add_argument("--basic-auth-user", help=f"the backend's basic-auth user (password in ${BACKEND_PASSWORD_ENV})")
+    _add_labelstudio_options(init)
+    init.set_defaults(func=_project_init)
+
+    tasks = commands.add_parser("tasks", help="Label Studio tasks").add_subparsers(dest="tasks_command", required=True)
+    task_import = tasks.add_parser("import", help="generate candidates for prompts (JSONL), then import them")
+    task_import.add_argument("file", type=Path, help='JSON lines with a "prompt" each')
+    task_import.add_argument("--project", type=int, required=True)
+    task_import.add_argument("--policy-url", default="127.0.0.1:50052")
+    task_import.add_argument("--candidates", type=int, default=4)
+    task_import.add_argument("--max-new-tokens", type=int, default=64)
+    _add_labelstudio_options(task_import)
+    task_import.set_defaults(func=_tasks_import)
+
+    sync = commands.add_parser("sync", help="make the preference store equal to Label Studio's export")
+    sync.add_argument("--project", type=int, required=True)
+    sync.add_argument("--store", default="sqlite:///preferences.db")
+    _add_labelstudio_options(sync)
+    sync.set_defaults(func=_sync)
+
+    prefs = commands.add_parser("prefs", help="the preference store").add_subparsers(
+        dest="prefs_command", required=True
+    )
+    stats = prefs.add_parser("stats", help="counts, inter-annotator agreement, merged preferences")
+    stats.add_argument("--store", default="sqlite:///preferences.db")
+    stats.add_argument("--project", type=int)
+    stats.add_argument("--merged", action="store_true", help="include the merged preference of every pair")
+    stats.set_defaults(func=_prefs_stats)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     bench_reward = bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching")

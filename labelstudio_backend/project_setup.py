@@ -1,0 +1,65 @@
+"""`rlhf-loop project init`: a Label Studio project wired to the backend, idempotently."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from labelstudio_backend.templates import TEMPLATES
+from services.errors import InvalidRequestError
+
+WEBHOOK_ACTIONS = ["TASKS_CREATED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
+
+
+@dataclass(frozen=True)
+class ProjectSetup:
+    project_id: int
+    ml_backend_id: int
+    webhook_id: int
+    created: tuple[str, ...]  # what this call created (empty when everything existed)
+
+
+def labelstudio_client(url: str, token: str):
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=url, api_key=token)
+
+
+def init_project(
+    client,
+    *,
+    template: str,
+    title: str,
+    backend_url: str,
+    basic_auth: tuple[str, str] | None = None,
+) -> ProjectSetup:
+    """Find or create the project, its ML backend connection and its annotation webhook."""
+    if template not in TEMPLATES:
+        raise InvalidRequestError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    created = []
+    project = next((p for p in client.projects.list() if p.title == title), None)
+    if project is None:
+        project = client.projects.create(title=title, label_config=TEMPLATES[template].label_config)
+        created.append("project")
+    backend_url = backend_url.rstrip("/")
+    ml = next((m for m in client.ml.list(project=project.id) if m.url.rstrip("/") == backend_url), None)
+    if ml is None:
+        auth = {"auth_method": "NONE"}
+        if basic_auth:
+            auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
+        # Label Studio calls the backend's /health and /setup here: the backend must be running.
+        ml = client.ml.create(project=project.id, url=backend_url, title="rlhf-loop reward model", **auth)
+        created.append("ml_backend")
+    webhook_url = f"{backend_url}/webhook"
+    hook = next((w for w in client.webhooks.list(project=str(project.id)) if w.url == webhook_url), None)
+    if hook is None:
+        headers = {}
+        if basic_auth:
+            token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        hook = client.webhooks.create(
+            url=webhook_url, project=project.id, actions=WEBHOOK_ACTIONS, headers=headers,
+            send_payload=True, send_for_all_actions=False,
+        )  # fmt: skip
+        created.append("webhook")
+    return ProjectSetup(project.id, ml.id, hook.id, tuple(created))
