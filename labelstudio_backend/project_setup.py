@@ -51,15 +51,22 @@ def init_project(
         ml = client.ml.create(project=project.id, url=backend_url, title="rlhf-loop reward model", **auth)
         created.append("ml_backend")
     webhook_url = f"{backend_url}/webhook"
+    headers = {}
+    if basic_auth:
+        token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    wanted = {"actions": WEBHOOK_ACTIONS, "headers": headers, "send_payload": True, "send_for_all_actions": False}
+    # Connecting an ML backend makes Label Studio add its own webhook to <url>/webhook (all
+    # actions, no auth header): take that one over rather than adding a second.
     hook = next((w for w in client.webhooks.list(project=str(project.id)) if w.url == webhook_url), None)
     if hook is None:
-        headers = {}
-        if basic_auth:
-            token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        hook = client.webhooks.create(
-            url=webhook_url, project=project.id, actions=WEBHOOK_ACTIONS, headers=headers,
-            send_payload=True, send_for_all_actions=False,
-        )  # fmt: skip
+        hook = client.webhooks.create(url=webhook_url, project=project.id, **wanted)
         created.append("webhook")
+    elif (sorted(hook.actions or []), hook.headers or {}, hook.send_for_all_actions) != (
+        sorted(WEBHOOK_ACTIONS),
+        headers,
+        False,
+    ):
+        hook = client.webhooks.update(id=hook.id, url=webhook_url, **wanted)
+        created.append("webhook settings")
     return ProjectSetup(project.id, ml.id, hook.id, tuple(created))

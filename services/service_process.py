@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from services.grpc_client import GrpcClient
@@ -22,23 +23,18 @@ def free_port() -> int:
 class ServiceProcess:
     """`rlhf-loop serve <role> ...` as a child process, stopped with SIGTERM."""
 
-    def __init__(self, role: str, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, role: str, args: list[str], log_path: Path, env: dict[str, str] | None = None, port: int | None = None
+    ):
         self.role = role
-        self.port = free_port()
-        self.metrics_port = free_port()
+        self.port = port or free_port()
+        # gRPC services also serve HTTP (/metrics) on a second port; the backend is HTTP only.
+        self.metrics_port = free_port() if role != "backend" else self.port
         self.log_path = log_path
-        command = [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "serve",
-            role,
-            "--port",
-            str(self.port),
-            "--metrics-port",
-            str(self.metrics_port),
-            *args,
-        ]
+        ports = ["--port", str(self.port)]
+        if role != "backend":
+            ports += ["--metrics-port", str(self.metrics_port)]
+        command = [sys.executable, "-m", "services.cli", "serve", role, *ports, *args]
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -53,6 +49,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.metrics_port}"
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
+        if self.role == "backend":
+            return self._wait_http(timeout_s)
         client = GrpcClient(self.target)
         deadline = time.monotonic() + timeout_s
         try:
@@ -66,6 +64,16 @@ class ServiceProcess:
         finally:
             client.close()
         raise RuntimeError(f"{self.role} service did not become ready; log:\n{self.log()}")
+
+    def _wait_http(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.http}/health", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.role} did not become ready; log:\n{self.log()}")
 
     def peak_rss_bytes(self) -> int:
         """The process's peak resident set size so far (Linux VmHWM)."""
