@@ -347,3 +347,29 @@ def test_unknown_candidate_ids_and_huge_bodies_are_refused(admin, projects, stac
     metrics = urllib.request.urlopen(scrape, timeout=10).read().decode()
     assert "rlhf_backend_rejected_results_total 1.0" in metrics
     assert 'rlhf_backend_webhooks_total{action="ANNOTATION_CREATED",outcome="rejected"}' in metrics
+
+
+def test_start_training_is_recorded_for_the_controller_and_answers_at_once(stack, projects):
+    pending = stack["store"].pending_training_requests()
+    began = time.monotonic()
+    status, reply = post(
+        f"{stack['backend'].http}/webhook",
+        json.dumps({"action": "START_TRAINING", "project": {"id": projects["ranker"]}}).encode(),
+    )
+    assert status == 200 and reply["status"] == "training_requested"
+    assert time.monotonic() - began < 5
+    assert len(stack["store"].pending_training_requests()) == len(pending) + 1
+
+
+def test_tasks_import_generates_candidates_first(admin, labelstudio, projects, stack, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "First imported prompt"}\n{"prompt": "Second imported prompt"}\n')
+    command = [sys.executable, "-m", "services.cli", "tasks", "import", str(prompts),
+               "--project", str(projects["ranker"]), "--policy-url", stack["policy"].target, "--candidates", "3",
+               "--max-new-tokens", "6", "--labelstudio-url", labelstudio.url]  # fmt: skip
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **stack["env"]}).stdout
+    task_ids = json.loads(out)["task_ids"]
+    assert len(task_ids) == 2
+    for task_id in task_ids:
+        data = task_data(admin, task_id)  # no waiting: the candidates came with the import
+        assert len(data["candidates"]) == 3 and data["generation"]["policy_version"] == "policy-0001"

@@ -102,3 +102,16 @@ def test_agreement_counts_shared_pairs_and_merges_by_majority():
     assert stats["compared_pairs"] == 18 and stats["agreement"] == pytest.approx(16 / 18)
     merged = {(m["chosen"], m["rejected"]) for m in stats["merged"]}
     assert ("A", "B") in merged and len(merged) == 6
+
+
+def test_labelstudio_up_refuses_a_busy_port(tmp_path):
+    import socket
+
+    from labelstudio_backend.labelstudio_server import up
+    from services.errors import PreconditionError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(PreconditionError, match="busy"):
+            up(port=taken.getsockname()[1], data_dir=tmp_path)
