@@ -24,7 +24,7 @@ from labelstudio_backend.candidates import Sampling, fill_tasks
 from labelstudio_backend.metrics import BackendMetrics
 from labelstudio_backend.predictions import prediction
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
-from labelstudio_backend.project_setup import labelstudio_client
+from labelstudio_backend.project_setup import labelstudio_client, project_candidates
 from labelstudio_backend.results import ResultRejectedError, task_candidates
 from labelstudio_backend.templates import template_of
 from labelstudio_backend.webhooks import ANNOTATION_EVENTS, Outcome, handle_annotation_event, handle_annotations_deleted
@@ -202,10 +202,13 @@ class Backend:
         template = template_of(str(project.get("label_config", "")) if isinstance(project, dict) else "")
         sampling = Sampling(temperature=c.temperature, max_new_tokens=c.max_new_tokens)
 
+        project_id = project.get("id") if isinstance(project, dict) else None
+
         def fill() -> int:
             with PolicyClient(c.policy_target, timeout_s=600) as policy:
                 client = labelstudio_client(c.labelstudio_url, c.labelstudio_token)
-                return fill_tasks(client, policy, [t["id"] for t in tasks], c.candidates, template, sampling)
+                k = project_candidates(client, project_id, c.candidates) if project_id else c.candidates
+                return fill_tasks(client, policy, [t["id"] for t in tasks], k, template, sampling)
 
         job = asyncio.ensure_future(asyncio.to_thread(fill))
         self._background.add(job)

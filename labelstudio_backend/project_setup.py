@@ -32,8 +32,11 @@ def init_project(
     title: str,
     backend_url: str,
     basic_auth: tuple[str, str] | None = None,
+    candidates: int = 4,
 ) -> ProjectSetup:
     """Find or create the project, its ML backend connection and its annotation webhook."""
+    if candidates < 2:
+        raise InvalidRequestError(f"a ranking needs at least 2 candidates, got {candidates}")
     if template not in TEMPLATES:
         raise InvalidRequestError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
     created = []
@@ -48,7 +51,10 @@ def init_project(
         if basic_auth:
             auth = {"auth_method": "BASIC_AUTH", "basic_auth_user": basic_auth[0], "basic_auth_pass": basic_auth[1]}
         # Label Studio calls the backend's /health and /setup here: the backend must be running.
-        ml = client.ml.create(project=project.id, url=backend_url, title="rlhf-loop reward model", **auth)
+        extra = {"candidates": candidates}
+        ml = client.ml.create(
+            project=project.id, url=backend_url, title="rlhf-loop reward model", extra_params=extra, **auth
+        )
         created.append("ml_backend")
     webhook_url = f"{backend_url}/webhook"
     headers = {}
@@ -70,3 +76,12 @@ def init_project(
         hook = client.webhooks.update(id=hook.id, url=webhook_url, **wanted)
         created.append("webhook settings")
     return ProjectSetup(project.id, ml.id, hook.id, tuple(created))
+
+
+def project_candidates(client, project_id: int, default: int) -> int:
+    """K for a project: what `project init --candidates` stored with its ML backend connection."""
+    for ml in client.ml.list(project=project_id):
+        extra = ml.extra_params if isinstance(ml.extra_params, dict) else {}
+        if isinstance(extra.get("candidates"), int) and extra["candidates"] >= 2:
+            return extra["candidates"]
+    return default

@@ -183,6 +183,7 @@ def _project_init(args: argparse.Namespace) -> int:
         title=args.title,
         backend_url=args.backend_url,
         basic_auth=_basic_auth(args),
+        candidates=args.candidates,
     )
     print(json.dumps(vars(setup) | {"url": f"{url}/projects/{setup.project_id}"}, indent=2))
     return 0
@@ -190,7 +191,7 @@ def _project_init(args: argparse.Namespace) -> int:
 
 def _tasks_import(args: argparse.Namespace) -> int:
     from labelstudio_backend.candidates import Sampling, generate_task_data
-    from labelstudio_backend.project_setup import labelstudio_client
+    from labelstudio_backend.project_setup import labelstudio_client, project_candidates
     from labelstudio_backend.templates import template_of
     from services.policy.client import PolicyClient
 
@@ -199,9 +200,8 @@ def _tasks_import(args: argparse.Namespace) -> int:
     client = labelstudio_client(url, token)
     template = template_of(client.projects.get(id=args.project).label_config)
     with PolicyClient(args.policy_url, timeout_s=1800) as policy:
-        data = generate_task_data(
-            policy, prompts, args.candidates, template, Sampling(max_new_tokens=args.max_new_tokens)
-        )
+        k = args.candidates or project_candidates(client, args.project, default=4)
+        data = generate_task_data(policy, prompts, k, template, Sampling(max_new_tokens=args.max_new_tokens))
     reply = client.projects.import_tasks(args.project, request=data, return_task_ids=True)
     print(json.dumps({"imported": len(data), "task_ids": list(reply.task_ids or [])}))
     return 0
@@ -355,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = project.add_parser("init", help="create a ranking project wired to the backend (idempotent)")
     init.add_argument("--template", choices=["ranker", "ranker-buckets", "pairwise"], default="ranker")
     init.add_argument("--title", default="rlhf-loop rankings")
+    init.add_argument("--candidates", type=int, default=4, help="candidates per task (Pairwise always 2)")
     init.add_argument("--backend-url", default="http://127.0.0.1:9091", help="where Label Studio reaches the backend")
     init.add_argument("--basic-auth-user", help=f"the backend's basic-auth user (password in ${BACKEND_PASSWORD_ENV})")
     _add_labelstudio_options(init)
@@ -365,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     task_import.add_argument("file", type=Path, help='JSON lines with a "prompt" each')
     task_import.add_argument("--project", type=int, required=True)
     task_import.add_argument("--policy-url", default="127.0.0.1:50052")
-    task_import.add_argument("--candidates", type=int, default=4)
+    task_import.add_argument("--candidates", type=int, help="default: what `project init --candidates` set")
     task_import.add_argument("--max-new-tokens", type=int, default=64)
     _add_labelstudio_options(task_import)
     task_import.set_defaults(func=_tasks_import)

@@ -73,7 +73,7 @@ def stack(labelstudio, tiny_model_dir, tmp_path_factory):
     policy.wait_ready()
     store_url = f"sqlite:///{root / 'prefs.db'}"
     backend_args = [
-        "--store", store_url, "--reward-url", reward.target, "--policy-url", policy.target, "--candidates", "3",
+        "--store", store_url, "--reward-url", reward.target, "--policy-url", policy.target, "--candidates", "5",
         "--max-new-tokens", "8", "--basic-auth-user", BACKEND_USER, "--labelstudio-url", labelstudio.url,
     ]  # fmt: skip
     env = {"RLHF_LOOP_LABELSTUDIO_TOKEN": labelstudio.token, "RLHF_LOOP_BACKEND_PASSWORD": BACKEND_PASSWORD}
@@ -109,12 +109,12 @@ def projects(admin, stack):
     for template in ("ranker", "ranker-buckets", "pairwise"):
         setup = init_project(
             admin, template=template, title=f"test {template}", backend_url=stack["backend"].http,
-            basic_auth=(BACKEND_USER, BACKEND_PASSWORD),
+            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3,
         )  # fmt: skip
         assert "project" in setup.created and "ml_backend" in setup.created
         again = init_project(
             admin, template=template, title=f"test {template}", backend_url=stack["backend"].http,
-            basic_auth=(BACKEND_USER, BACKEND_PASSWORD),
+            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3,
         )  # fmt: skip
         assert again.created == () and again.project_id == setup.project_id
         assert len(admin.ml.list(project=setup.project_id)) == 1
@@ -365,7 +365,7 @@ def test_tasks_import_generates_candidates_first(admin, labelstudio, projects, s
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "First imported prompt"}\n{"prompt": "Second imported prompt"}\n')
     command = [sys.executable, "-m", "services.cli", "tasks", "import", str(prompts),
-               "--project", str(projects["ranker"]), "--policy-url", stack["policy"].target, "--candidates", "3",
+               "--project", str(projects["ranker"]), "--policy-url", stack["policy"].target,
                "--max-new-tokens", "6", "--labelstudio-url", labelstudio.url]  # fmt: skip
     out = subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, **stack["env"]}).stdout
     task_ids = json.loads(out)["task_ids"]
