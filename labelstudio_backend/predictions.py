@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from labelstudio_backend.templates import Template
+from labelstudio_backend.templates import Template, ranking_result
 from services.reward.ranking import RankResult
 
 
@@ -17,23 +17,8 @@ def prediction(template: Template, candidate_ids: list[str], ranked: RankResult)
     order = ranked.order
     p = ranked.probabilities
     confidence = sum(p[a][b] for a, b in itertools.pairwise(order)) / max(len(order) - 1, 1)
-    if template.pairwise:
-        value = {"selected": "left" if order[0] == 0 else "right"}
-        region = {"from_name": "comparison", "to_name": "answer1,answer2", "type": "pairwise", "value": value}
-    elif template.buckets:
-        # Equal shares of the order, best first; the last bucket takes the remainder.
-        share = max(1, len(order) // len(template.buckets))
-        buckets = {name: [] for name in template.buckets}
-        for position, index in enumerate(order):
-            name = template.buckets[min(position // share, len(template.buckets) - 1)]
-            buckets[name].append(candidate_ids[index])
-        region = {"from_name": "rank", "to_name": "candidates", "type": "ranker", "value": {"ranker": buckets}}
-    else:
-        ranked_ids = [candidate_ids[i] for i in order]
-        region = {
-            "from_name": "rank",
-            "to_name": "candidates",
-            "type": "ranker",
-            "value": {"ranker": {"rank": ranked_ids}},
-        }
-    return {"result": [region], "score": confidence, "model_version": ranked.version}
+    return {
+        "result": ranking_result(template, candidate_ids, order),
+        "score": confidence,
+        "model_version": ranked.version,
+    }

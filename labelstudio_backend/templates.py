@@ -78,3 +78,22 @@ def candidate_data(prompt: str, bodies: list[str], template: Template, provenanc
     if template.pairwise:
         data["answer1"], data["answer2"] = bodies[0], bodies[1]
     return data
+
+
+def ranking_result(template: Template, ids: list[str], order: list[int]) -> list[dict]:
+    """An order (candidate indices, best first) as the result the UI submits for this template.
+
+    Buckets take equal shares of the order, best first (the last takes the
+    remainder); Pairwise picks the side of the first.
+    """
+    if template.pairwise:
+        value = {"selected": "left" if order[0] == 0 else "right"}
+        return [{"type": "pairwise", "from_name": "comparison", "to_name": "answer1,answer2", "value": value}]
+    if template.buckets:
+        share = max(1, len(order) // len(template.buckets))
+        ranker: dict[str, list[str]] = {name: [] for name in template.buckets}
+        for position, index in enumerate(order):
+            ranker[template.buckets[min(position // share, len(template.buckets) - 1)]].append(ids[index])
+    else:
+        ranker = {"rank": [ids[i] for i in order]}
+    return [{"type": "ranker", "from_name": "rank", "to_name": "candidates", "value": {"ranker": ranker}}]

@@ -228,6 +228,20 @@ def _prefs_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _annotate_simulate(args: argparse.Namespace) -> int:
+    from labelstudio_backend.labelstudio_server import default_data_dir
+    from labelstudio_backend.simulated_annotators import simulated_annotators
+    from services.gold import load_gold_scorer
+
+    url, token = _labelstudio(args)
+    gold = load_gold_scorer(args.gold)
+    accounts = Path(args.data_dir or default_data_dir()) / "simulated-annotators.json"
+    annotators = simulated_annotators(url, token, accounts, args.annotators, args.temperature, args.seed)
+    counts = {a.user_id: len(a.annotate(args.project, gold, args.limit)) for a in annotators}
+    print(json.dumps({"annotations_by_user": counts}))
+    return 0
+
+
 def _bench_reward(args: argparse.Namespace) -> int:
     from services.reward.bench import run_reward_benchmark
 
@@ -385,6 +399,21 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--project", type=int)
     stats.add_argument("--merged", action="store_true", help="include the merged preference of every pair")
     stats.set_defaults(func=_prefs_stats)
+
+    annotate = commands.add_parser("annotate", help="annotation without people").add_subparsers(
+        dest="annotate_command", required=True
+    )
+    simulate = annotate.add_parser("simulate", help="real Label Studio users ranking by a gold scorer plus noise")
+    simulate.add_argument("--project", type=int, required=True)
+    simulate.add_argument("--annotators", type=int, default=3)
+    simulate.add_argument("--gold", default="services.gold:vader_positivity", help="module:function(prompt, response)")
+    simulate.add_argument(
+        "--temperature", type=float, default=0.26, help="Gumbel noise scale in gold units (0.26: ~73%% agreement)"
+    )
+    simulate.add_argument("--limit", type=int, help="tasks per annotator (default: all it has not done)")
+    simulate.add_argument("--seed", type=int, default=0)
+    _add_labelstudio_options(simulate)
+    simulate.set_defaults(func=_annotate_simulate)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     bench_reward = bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching")

@@ -1,5 +1,7 @@
 import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,3 +14,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from services.tiny_model import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory):
+    """A real Label Studio server (installed into its own venv in the cache on first use), on a free port."""
+    from labelstudio_backend.labelstudio_server import down, up
+    from services.service_process import free_port
+
+    data_dir = tmp_path_factory.mktemp("label-studio")
+    credentials = up(port=free_port(), data_dir=data_dir, progress=lambda m: print(m, file=sys.stderr))
+    yield SimpleNamespace(**vars(credentials), data_dir=data_dir)
+    down(data_dir)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.errors import CancelledError, InvalidRequestError, PreconditionError, ServiceError
+from services.gold import load_gold_scorer
 from services.grpc_client import open_aio_channel
 from services.model_loading import resolve_model
 from services.model_registry import ModelRegistry, VersionInfo
@@ -66,15 +66,6 @@ class Evaluation:
     gold_win_rate: float | None = None
     candidate_mean_gold: float | None = None
     baseline_mean_gold: float | None = None
-
-
-def load_gold_scorer(spec: str) -> Callable[[str, str], float]:
-    """`module:function` -> the function; a clear error when it does not resolve."""
-    module_name, _, function_name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise InvalidRequestError(f"gold scorer {spec!r} is not an importable module:function ({error})") from None
 
 
 def win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:

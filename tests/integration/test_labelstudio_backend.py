@@ -13,10 +13,9 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.annotators import create_annotator
-from labelstudio_backend.labelstudio_server import down, up
 from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.project_setup import init_project
-from services.service_process import ServiceProcess, free_port
+from services.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +46,6 @@ def post(url: str, body: bytes, auth: tuple[str, str] | None = (BACKEND_USER, BA
             return error.code, json.loads(text)
         except ValueError:
             return error.code, {"raw": text[:200].decode(errors="replace")}
-
-
-@pytest.fixture(scope="module")
-def labelstudio(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("label-studio")
-    credentials = up(port=free_port(), data_dir=data_dir, progress=lambda m: print(m, file=sys.stderr))
-    yield credentials
-    down(data_dir)
 
 
 @pytest.fixture(scope="module")

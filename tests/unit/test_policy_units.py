@@ -4,9 +4,10 @@ import math
 import pytest
 
 from services.errors import InvalidRequestError, PreconditionError
+from services.gold import load_gold_scorer
 from services.policy.generation import Sampling, select_backend
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
-from services.policy.service import load_gold_scorer, win_rate
+from services.policy.service import win_rate
 from services.policy.train_config import PolicyTrainConfig
 
 
