@@ -32,6 +32,41 @@ def noisy_order(gold: Sequence[float], temperature: float, rng: random.Random) -
     return sorted(range(len(gold)), key=lambda i: -noisy[i])
 
 
+def expected_agreement(gold_groups: Sequence[Sequence[float]], temperature: float) -> float:
+    """Chance that two annotators order a pair alike, over all candidate pairs of all tasks.
+
+    With Gumbel noise of scale T, an annotator orders a pair with gold gap d
+    as the gold does with probability p = sigmoid(d / T) (the difference of two
+    Gumbels is logistic); two independent annotators agree with p^2 + (1-p)^2.
+    """
+    agreements = []
+    for gold in gold_groups:
+        for i in range(len(gold)):
+            for j in range(i + 1, len(gold)):
+                gap = abs(gold[i] - gold[j]) / max(temperature, 1e-9)
+                p = 1.0 / (1.0 + math.exp(-min(gap, 700.0)))
+                agreements.append(p * p + (1 - p) * (1 - p))
+    return sum(agreements) / len(agreements) if agreements else 1.0
+
+
+def calibrate_temperature(gold_groups: Sequence[Sequence[float]], target: float = 0.73) -> float:
+    """The noise temperature that gives `target` inter-annotator agreement on these candidates.
+
+    Re-run every iteration: as the policy improves its candidates grow alike,
+    and the same agreement then needs less noise (FACTS.md: 0.26 -> 0.09).
+    """
+    if not 0.5 < target < 1.0:
+        raise InvalidRequestError(f"target agreement must be in (0.5, 1), got {target}")
+    low, high = 1e-6, 100.0  # agreement falls as the temperature rises
+    for _ in range(100):
+        middle = math.sqrt(low * high)
+        if expected_agreement(gold_groups, middle) > target:
+            low = middle
+        else:
+            high = middle
+    return math.sqrt(low * high)
+
+
 @dataclass
 class SimulatedAnnotator:
     client: object  # a LabelStudio SDK client holding this user's own token
@@ -66,6 +101,19 @@ def _completed_by(annotation) -> int | None:
         annotation.get("completed_by") if isinstance(annotation, dict) else getattr(annotation, "completed_by", None)
     )
     return value.get("id") if isinstance(value, dict) else value
+
+
+def project_gold_groups(client, project_id: int, gold: GoldScorer) -> list[list[float]]:
+    """Gold scores of the candidates of every task of the project that has candidates."""
+    groups = []
+    for task in client.tasks.list(project=project_id, fields="all"):
+        data = task.data or {}
+        try:
+            _, bodies = task_candidates(data)
+        except InvalidRequestError:
+            continue
+        groups.append([gold(data.get("prompt", ""), body) for body in bodies])
+    return groups
 
 
 def simulated_annotators(

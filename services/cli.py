@@ -230,15 +230,24 @@ def _prefs_stats(args: argparse.Namespace) -> int:
 
 def _annotate_simulate(args: argparse.Namespace) -> int:
     from labelstudio_backend.labelstudio_server import default_data_dir
-    from labelstudio_backend.simulated_annotators import simulated_annotators
+    from labelstudio_backend.project_setup import labelstudio_client
+    from labelstudio_backend.simulated_annotators import (
+        calibrate_temperature,
+        project_gold_groups,
+        simulated_annotators,
+    )
     from services.gold import load_gold_scorer
 
     url, token = _labelstudio(args)
     gold = load_gold_scorer(args.gold)
+    temperature = args.temperature
+    if temperature is None:  # tuned to the candidates at hand, so agreement stays on target
+        groups = project_gold_groups(labelstudio_client(url, token), args.project, gold)
+        temperature = calibrate_temperature(groups, args.target_agreement) if groups else 0.26
     accounts = Path(args.data_dir or default_data_dir()) / "simulated-annotators.json"
-    annotators = simulated_annotators(url, token, accounts, args.annotators, args.temperature, args.seed)
+    annotators = simulated_annotators(url, token, accounts, args.annotators, temperature, args.seed)
     counts = {a.user_id: len(a.annotate(args.project, gold, args.limit)) for a in annotators}
-    print(json.dumps({"annotations_by_user": counts}))
+    print(json.dumps({"temperature": temperature, "annotations_by_user": counts}))
     return 0
 
 
@@ -407,8 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--project", type=int, required=True)
     simulate.add_argument("--annotators", type=int, default=3)
     simulate.add_argument("--gold", default="services.gold:vader_positivity", help="module:function(prompt, response)")
+    simulate.add_argument("--temperature", type=float, help="Gumbel noise in gold units (default: calibrated)")
     simulate.add_argument(
-        "--temperature", type=float, default=0.26, help="Gumbel noise scale in gold units (0.26: ~73%% agreement)"
+        "--target-agreement", type=float, default=0.73, help="inter-annotator agreement the noise is tuned to"
     )
     simulate.add_argument("--limit", type=int, help="tasks per annotator (default: all it has not done)")
     simulate.add_argument("--seed", type=int, default=0)

@@ -30,6 +30,7 @@ def test_three_simulated_annotators_rank_every_task_following_the_gold_scorer(la
                "--annotators", "3", "--data-dir", str(labelstudio.data_dir)]  # fmt: skip
     out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     assert sorted(out["annotations_by_user"].values()) == [12, 12, 12]
+    assert 0.05 < out["temperature"] < 2  # calibrated to ~73% agreement on these candidates
 
     exported = admin.projects.exports.as_json(project.id)
     agree_with_gold = total = 0
@@ -42,8 +43,8 @@ def test_three_simulated_annotators_rank_every_task_following_the_gold_scorer(la
             for better, worse in itertools.combinations(order, 2):
                 total += 1
                 agree_with_gold += vader_positivity("", bodies[better]) > vader_positivity("", bodies[worse])
-    # Gold gaps here are ~0.5-1.5 against noise 0.26: annotators mostly follow the gold, but not always.
-    assert 0.8 <= agree_with_gold / total < 1.0
+    # Noise tuned for ~73% agreement between annotators means ~85% agreement with the gold.
+    assert 0.7 <= agree_with_gold / total < 1.0
 
     again = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     assert sorted(again["annotations_by_user"].values()) == [0, 0, 0]  # nothing left: same accounts, reused

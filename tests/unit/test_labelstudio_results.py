@@ -115,3 +115,26 @@ def test_labelstudio_up_refuses_a_busy_port(tmp_path):
         taken.listen()
         with pytest.raises(PreconditionError, match="busy"):
             up(port=taken.getsockname()[1], data_dir=tmp_path)
+
+
+def test_noise_temperature_is_calibrated_to_the_target_agreement():
+    import random
+
+    from labelstudio_backend.simulated_annotators import calibrate_temperature, expected_agreement, noisy_order
+
+    rng = random.Random(0)
+    groups = [[rng.uniform(-1, 1) for _ in range(4)] for _ in range(200)]
+    temperature = calibrate_temperature(groups, 0.73)
+    assert expected_agreement(groups, temperature) == pytest.approx(0.73, abs=1e-3)
+    # Candidates that are more alike need less noise for the same agreement.
+    assert calibrate_temperature([[g / 3 for g in group] for group in groups], 0.73) < temperature
+    # And the sampler really agrees that often: two annotators over the same tasks.
+    agree = total = 0
+    for group in groups:
+        a, b = noisy_order(group, temperature, rng), noisy_order(group, temperature, rng)
+        pos_a, pos_b = {c: i for i, c in enumerate(a)}, {c: i for i, c in enumerate(b)}
+        for i in range(4):
+            for j in range(i + 1, 4):
+                total += 1
+                agree += (pos_a[i] < pos_a[j]) == (pos_b[i] < pos_b[j])
+    assert agree / total == pytest.approx(0.73, abs=0.04)
