@@ -138,3 +138,19 @@ def test_noise_temperature_is_calibrated_to_the_target_agreement():
                 total += 1
                 agree += (pos_a[i] < pos_a[j]) == (pos_b[i] < pos_b[j])
     assert agree / total == pytest.approx(0.73, abs=0.04)
+
+
+def test_a_skipped_annotation_is_no_ranking_and_replaces_none(tmp_path):
+    from labelstudio_backend.webhooks import handle_annotation_event
+
+    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+    task = {"id": 7, "data": DATA}
+    project = {"id": 1, "label_config": TEMPLATES["ranker"].label_config}
+    created = {"id": 5, "result": ranker({"rank": ["c0", "c1", "c2", "c3"]}), "completed_by": 2}
+    event = {"action": "ANNOTATION_CREATED", "annotation": created, "task": task, "project": project}
+    assert handle_annotation_event(store, event, project["label_config"]).status == "stored"
+    skipped = {**created, "result": [], "was_cancelled": True}
+    update = {**event, "action": "ANNOTATION_UPDATED", "annotation": skipped}
+    assert handle_annotation_event(store, update, project["label_config"]).status == "deleted"
+    assert handle_annotation_event(store, update, project["label_config"]).status == "ignored"
+    assert store.all() == []
