@@ -108,21 +108,14 @@ class Backend:
     def _reward_metadata(self) -> tuple:
         return (("authorization", f"Bearer {self.config.reward_token}"),) if self.config.reward_token else ()
 
-    async def reward_version(self) -> str:
-        info = await self.reward.GetInfo(reward_pb2.GetInfoRequest(), timeout=10, metadata=self._reward_metadata)
-        return info.active_version
-
     # -- routes ----------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "UP", "model_class": "rlhf-loop"})
 
     async def setup(self, request: web.Request) -> web.Response:
         await _json_object(request)
-        try:
-            version = await self.reward_version()
-        except grpc.aio.AioRpcError as error:
-            return web.json_response({"error": f"reward service: {error.details()}"}, status=503)
-        return web.json_response({"model_version": version})
+        info = await self.reward.GetInfo(reward_pb2.GetInfoRequest(), timeout=10, metadata=self._reward_metadata)
+        return web.json_response({"model_version": info.active_version})
 
     async def versions(self, request: web.Request) -> web.Response:
         reply = await self.reward.ListVersions(
@@ -153,6 +146,11 @@ class Backend:
             )
         except ResultRejectedError:
             return {"result": [], "score": 0.0, "model_version": ""}  # no candidates yet: nothing to pre-rank
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise  # the reward service is down or overloaded: the whole request fails (503)
+            log.warning("task not pre-ranked", extra={"reason": error.details()})
+            return {"result": [], "score": 0.0, "model_version": ""}  # e.g. a candidate over the length limit
         ranked = rank_candidates(list(reply.scores), reply.model_version)
         return prediction(template, ids, ranked)
 

@@ -129,10 +129,11 @@ class PolicyService:
         return self._training_lock.locked()
 
     # -- generation ------------------------------------------------------------
-    def validate_prompts(self, prompts: Sequence[str]) -> None:
+    def validate_prompts(self, prompts: Sequence[str], per_request_limit: bool = True) -> None:
+        """Non-empty prompts within the length limit; at most max_prompts when they are one Generate batch."""
         if not prompts:
             raise InvalidRequestError("no prompts")
-        if len(prompts) > self.config.max_prompts:
+        if per_request_limit and len(prompts) > self.config.max_prompts:
             raise InvalidRequestError(f"{len(prompts)} prompts exceed the limit of {self.config.max_prompts}")
         for index, prompt in enumerate(prompts):
             if not prompt.strip():
@@ -234,7 +235,7 @@ class PolicyService:
             data = {"pairs": [vars(p) for p in pairs]}
             data_digest = dataset_hash(rankings)
         else:
-            self.validate_prompts(prompts)
+            self.validate_prompts(prompts, per_request_limit=False)  # training batches them itself
             await self._check_reward_service()
             data = {"prompts": list(prompts)}
             data_digest = hashlib.sha256(json.dumps(sorted(prompts)).encode()).hexdigest()[:16]
