@@ -378,11 +378,11 @@ class PolicyService:
             raise PreconditionError("evaluation needs a reward service: start the policy service with --reward-url")
         if not candidate:
             raise InvalidRequestError("name the candidate version")
+        self.validate_prompts(prompts, per_request_limit=False)
         candidate_info, baseline_info = self._version(candidate), self._version(baseline)
         sampling = Sampling(sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed or 0)
-        new, _ = await self.generate(prompts, 1, sampling, candidate_info.id, timeout_s)
-        old, _ = await self.generate(prompts, 1, sampling, baseline_info.id, timeout_s)
-        new_texts, old_texts = [row[0].text for row in new], [row[0].text for row in old]
+        new_texts = await self._one_sample_each(prompts, sampling, candidate_info.id, timeout_s)
+        old_texts = await self._one_sample_each(prompts, sampling, baseline_info.id, timeout_s)
         new_scores = await self.reward(prompts=list(prompts), completions=new_texts)
         old_scores = await self.reward(prompts=list(prompts), completions=old_texts)
         kl = await asyncio.to_thread(self._kl_to_reference, candidate_info, list(prompts), new_texts)
@@ -403,6 +403,18 @@ class PolicyService:
                 "baseline_mean_gold": sum(old_gold) / len(old_gold),
             }
         return Evaluation(**result)
+
+    async def _one_sample_each(
+        self, prompts: Sequence[str], sampling: Sampling, version: str, timeout_s: float | None
+    ) -> list[str]:
+        """One completion per prompt, in Generate-sized batches (evaluation sets can be larger)."""
+        texts = []
+        for start in range(0, len(prompts), self.config.max_prompts):
+            rows, _ = await self.generate(
+                prompts[start : start + self.config.max_prompts], 1, sampling, version, timeout_s
+            )
+            texts += [row[0].text for row in rows]
+        return texts
 
     def _kl_to_reference(self, candidate: VersionInfo, prompts: list[str], texts: list[str]) -> float:
         """Mean over samples of log p_candidate(y) - log p_reference(y); the reference is the base model."""
