@@ -469,7 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from services.errors import ServiceError
+
+    try:
+        return args.func(args)
+    except ServiceError as error:  # a clear message, not a traceback, for what the user can fix
+        print(f"rlhf-loop: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
