@@ -100,13 +100,12 @@ def _serve_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-LABELSTUDIO_TOKEN_ENV = "RLHF_LOOP_LABELSTUDIO_TOKEN"
 BACKEND_PASSWORD_ENV = "RLHF_LOOP_BACKEND_PASSWORD"
 
 
 def _labelstudio(args: argparse.Namespace) -> tuple[str, str]:
     """(url, token): --labelstudio-url with $RLHF_LOOP_LABELSTUDIO_TOKEN, or what `labelstudio up` saved."""
-    from labelstudio_backend.labelstudio_server import load_credentials
+    from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, load_credentials
 
     if args.labelstudio_url:
         token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
@@ -128,7 +127,8 @@ def _basic_auth(args: argparse.Namespace) -> tuple[str, str] | None:
 
 def _add_labelstudio_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--labelstudio-url", help=f"Label Studio URL (token in ${LABELSTUDIO_TOKEN_ENV}); default: the one `up` started"
+        "--labelstudio-url",
+        help="Label Studio URL (token in $RLHF_LOOP_LABELSTUDIO_TOKEN); default: the one `up` started",
     )
     parser.add_argument("--data-dir", type=Path, help="the data dir `labelstudio up` used (default: in the cache)")
 
@@ -248,6 +248,28 @@ def _annotate_simulate(args: argparse.Namespace) -> int:
     annotators = simulated_annotators(url, token, accounts, args.annotators, temperature, args.seed)
     counts = {a.user_id: len(a.annotate(args.project, gold, args.limit)) for a in annotators}
     print(json.dumps({"temperature": temperature, "annotations_by_user": counts}))
+    return 0
+
+
+def _loop_run(args: argparse.Namespace) -> int:
+    from services.controller.loop import RlhfLoop
+    from services.controller.loop_config import LoopConfig
+
+    loop = RlhfLoop(LoopConfig.from_toml(args.config), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps(loop.setup()), file=sys.stderr)
+    history = loop.execute()
+    print(json.dumps([{k: v for k, v in r.items() if k != "selected"} for r in history], indent=2))
+    return 0
+
+
+def _loop_history(args: argparse.Namespace) -> int:
+    from services.controller.loop_config import LoopConfig
+    from services.controller.loop_state import LoopState
+
+    history = LoopState(LoopConfig.from_toml(args.config).state_url).history()
+    if args.command_name == "status":
+        history = history[-1:]
+    print(json.dumps([{k: v for k, v in r.items() if k != "selected"} for r in history], indent=2))
     return 0
 
 
@@ -424,6 +446,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     _add_labelstudio_options(simulate)
     simulate.set_defaults(func=_annotate_simulate)
+
+    loop = commands.add_parser("loop", help="the iteration controller").add_subparsers(
+        dest="loop_command", required=True
+    )
+    loop_run = loop.add_parser("run", help="run or resume the configured iterations")
+    loop_run.add_argument("--config", type=Path, required=True, help="loop.toml")
+    loop_run.set_defaults(func=_loop_run)
+    for name, text in (("status", "the current iteration and stage"), ("history", "every iteration's results")):
+        view = loop.add_parser(name, help=text)
+        view.add_argument("--config", type=Path, required=True)
+        view.set_defaults(func=_loop_history, command_name=name)
 
     bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     bench_reward = bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching")

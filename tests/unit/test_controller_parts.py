@@ -3,33 +3,30 @@ import random
 
 import pytest
 
-from services.controller.gates import Gates, IterationMetrics, decide
+from services.controller.gates import Gates, policy_gate, reward_gate
 from services.controller.prompt_selection import order_uncertainty, select_prompts
 from services.errors import InvalidRequestError
 from services.reward.ranking import rank_candidates
 
 
-def test_all_gates_pass_promotes_both():
-    decision = decide(IterationMetrics(0.75, 0.74, 0.7, 1.0), Gates())
-    assert (decision.promote_reward, decision.promote_policy, decision.reasons) == (True, True, [])
-    assert decision.label == "promote"
+def test_gates_pass_with_no_reasons():
+    assert reward_gate(0.75, 0.74, Gates()) == [] and reward_gate(0.75, None, Gates()) == []
+    assert policy_gate(0.7, 1.0, Gates()) == []
 
 
 @pytest.mark.parametrize(
-    "metrics, reward_ok, reason",
-    [
-        (IterationMetrics(0.55, None, 0.7, 1.0), False, "accuracy 0.550 < 0.6"),
-        (IterationMetrics(0.70, 0.80, 0.7, 1.0), False, "fell more than 0.02"),
-        (IterationMetrics(0.75, 0.74, 0.5, 1.0), True, "win-rate 0.500 < 0.55"),
-        (IterationMetrics(0.75, 0.74, 0.7, 12.0), True, "KL"),
-        (IterationMetrics(0.75, 0.74, 0.7, math.nan), True, "KL"),
-        (IterationMetrics(math.nan, None, 0.7, 1.0), False, "accuracy nan"),
-    ],
+    "accuracy, previous, reason",
+    [(0.55, None, "accuracy 0.550 < 0.6"), (0.70, 0.80, "fell more than 0.02"), (math.nan, None, "accuracy nan")],
 )
-def test_a_failed_gate_rolls_back_with_its_reason(metrics, reward_ok, reason):
-    decision = decide(metrics, Gates())
-    assert decision.promote_reward is reward_ok and not decision.promote_policy
-    assert decision.label == "rollback" and any(reason in r for r in decision.reasons)
+def test_a_failing_reward_model_gate_says_why(accuracy, previous, reason):
+    assert any(reason in r for r in reward_gate(accuracy, previous, Gates()))
+
+
+@pytest.mark.parametrize(
+    "win_rate, kl, reason", [(0.5, 1.0, "win-rate 0.500 < 0.55"), (0.7, 12.0, "KL"), (0.7, math.nan, "KL")]
+)
+def test_a_failing_policy_gate_says_why(win_rate, kl, reason):
+    assert any(reason in r for r in policy_gate(win_rate, kl, Gates()))
 
 
 def test_uncertainty_is_high_when_the_reward_model_cannot_tell_candidates_apart():

@@ -1,0 +1,248 @@
+"""The loop object: `RlhfLoop(config).setup()`, `.execute()`, `.run_iteration(n)`.
+
+One iteration: select prompts (where the reward model is least sure) -> tasks
+in Label Studio -> rankings (people, or simulated annotators) -> sync the
+preference store -> train the reward model (promoted if it passes its gate)
+-> train the policy against it -> evaluate the new policy against the active
+one -> promote or keep the active one. Each stage records its result in the
+loop state before the next starts; a restarted loop resumes at the first
+stage without a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from labelstudio_backend.labelstudio_server import default_data_dir, load_credentials
+from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
+from labelstudio_backend.project_setup import labelstudio_client
+from labelstudio_backend.simulated_annotators import calibrate_temperature, simulated_annotators
+from labelstudio_backend.sync import sync_project
+from labelstudio_backend.templates import TEMPLATES, candidate_data
+from services.controller.gates import policy_gate, reward_gate
+from services.controller.loop_config import LoopConfig
+from services.controller.loop_state import STAGES, LoopState
+from services.controller.prompt_selection import order_uncertainty, select_prompts
+from services.errors import PreconditionError
+from services.gold import load_gold_scorer
+from services.policy.client import PolicyClient
+from services.reward.builtin_preferences import TOPICS
+from services.reward.client import RewardClient
+from services.reward.preferences import dataset_hash
+
+BUILTIN_FORMS = [
+    "Write a short, friendly note about {}.", "Tell me something interesting about {}.",
+    "Give me one tip about {}.", "Describe {} in two sentences.",
+]  # fmt: skip
+
+
+def builtin_prompts() -> list[str]:
+    return [form.format(topic) for topic in TOPICS for form in BUILTIN_FORMS]
+
+
+def _key(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+class RlhfLoop:
+    def __init__(self, config: LoopConfig, progress: Callable[[str], None] = print):
+        config.validate()
+        self.config = config
+        self.progress = progress
+        self.state = LoopState(config.state_url)
+        self.store = PreferenceStore(config.store_url)
+        self.gold = load_gold_scorer(config.gold)
+        prompts = (
+            [json.loads(line)["prompt"] for line in Path(config.prompts_file).read_text().splitlines() if line.strip()]
+            if config.prompts_file
+            else builtin_prompts()
+        )
+        self.heldout, self.pool = prompts[: config.heldout_prompts], prompts[config.heldout_prompts :]
+        if config.labelstudio_url:
+            import os
+
+            self.labelstudio_url, self.labelstudio_token = (
+                config.labelstudio_url,
+                os.environ["RLHF_LOOP_LABELSTUDIO_TOKEN"],
+            )
+        else:
+            credentials = load_credentials(Path(config.labelstudio_data_dir) if config.labelstudio_data_dir else None)
+            self.labelstudio_url, self.labelstudio_token = credentials.url, credentials.token
+        self.project_id: int | None = None
+
+    # -- the public API --------------------------------------------------------
+    def setup(self) -> dict:
+        """Check the services and Label Studio; create the project when it is missing."""
+        with RewardClient(self.config.reward_url) as reward, PolicyClient(self.config.policy_url) as policy:
+            reward.wait_ready(120)
+            policy.wait_ready(600)
+            versions = {"reward": reward.info().active_version, "policy": policy.info().active_version}
+        client = self._labelstudio()
+        project = next((p for p in client.projects.list() if p.title == self.config.project_title), None)
+        if project is None:
+            project = client.projects.create(
+                title=self.config.project_title, label_config=TEMPLATES[self.config.template].label_config
+            )
+        self.project_id = project.id
+        return {"project_id": project.id, "active": versions}
+
+    def execute(self) -> list[dict]:
+        """Run (or resume) the configured iterations; returns every iteration's record."""
+        if self.project_id is None:
+            self.setup()
+        for number in range(1, self.config.iterations + 1):
+            self.run_iteration(number)
+        return self.state.history()
+
+    def run_iteration(self, number: int) -> dict:
+        stage, record = self.state.load(number)
+        for name in STAGES[STAGES.index(stage) : -1]:
+            self.progress(f"iteration {number}: {name}")
+            started = time.monotonic()
+            record |= getattr(self, f"_{name}")(number, record)
+            record.setdefault("seconds", {})[name] = round(time.monotonic() - started, 2)
+            self.state.save(number, STAGES[STAGES.index(name) + 1], record)
+        return record
+
+    # -- stages ----------------------------------------------------------------
+    def _labelstudio(self):
+        return labelstudio_client(self.labelstudio_url, self.labelstudio_token)
+
+    def _select(self, number: int, record: dict) -> dict:
+        used = {p["prompt"] for r in self.state.history() for p in r.get("selected", [])}
+        available = [p for p in self.pool if p not in used]
+        if not available:
+            raise PreconditionError("every prompt of the pool has been annotated; add prompts")
+        rng = random.Random(self.config.seed * 1000 + number)
+        pool = rng.sample(available, min(len(available), self.config.prompts_per_iteration * self.config.pool_factor))
+        k = 2 if TEMPLATES[self.config.template].pairwise else self.config.candidates
+        with PolicyClient(self.config.policy_url, timeout_s=1800) as policy:
+            reply = policy.generate(
+                pool, n=k, max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number
+            )
+        candidates = [[c.text for c in row.completions] for row in reply.results]
+        usable = [i for i, texts in enumerate(candidates) if all(t.strip() for t in texts)]
+        with RewardClient(self.config.reward_url, timeout_s=600) as reward:
+            uncertainty = [order_uncertainty(reward.rank(pool[i], candidates[i]).probabilities) for i in usable]
+        chosen = select_prompts(
+            uncertainty, self.config.prompts_per_iteration, self.config.selection, self.config.random_share, rng
+        )
+        selected = [
+            {"prompt": pool[usable[c.index]], "candidates": candidates[usable[c.index]], "strategy": c.strategy,
+             "uncertainty": c.uncertainty}
+            for c in chosen
+        ]  # fmt: skip
+        return {"selected": selected, "generated_by": reply.version}
+
+    def _tasks(self, number: int, record: dict) -> dict:
+        client = self._labelstudio()
+        existing = self._iteration_tasks(client, number)
+        template = TEMPLATES[self.config.template]
+        missing = [
+            {**candidate_data(s["prompt"], s["candidates"], template, {"policy_version": record["generated_by"]}),
+             "iteration": number, "key": _key(s["prompt"])}
+            for s in record["selected"]
+            if _key(s["prompt"]) not in existing
+        ]  # fmt: skip
+        if missing:  # only what a killed run did not import yet: no duplicate tasks
+            client.projects.import_tasks(self.project_id, request=missing, return_task_ids=True)
+        return {"task_ids": sorted(self._iteration_tasks(client, number).values())}
+
+    def _iteration_tasks(self, client, number: int) -> dict[str, int]:
+        tasks = client.tasks.list(project=self.project_id, fields="all")
+        return {t.data["key"]: t.id for t in tasks if (t.data or {}).get("iteration") == number}
+
+    def _collect(self, number: int, record: dict) -> dict:
+        client = self._labelstudio()
+        result = {}
+        if self.config.simulate:
+            groups = [[self.gold(s["prompt"], c) for c in s["candidates"]] for s in record["selected"]]
+            temperature = calibrate_temperature(groups, self.config.target_agreement)
+            data_dir = (
+                Path(self.config.labelstudio_data_dir) if self.config.labelstudio_data_dir else default_data_dir()
+            )
+            annotators = simulated_annotators(
+                self.labelstudio_url, self.labelstudio_token, data_dir / "simulated-annotators.json",
+                self.config.simulated_annotators, temperature, self.config.seed + number,
+            )  # fmt: skip
+            for annotator in annotators:
+                annotator.annotate(self.project_id, self.gold)
+            result["annotator_temperature"] = temperature
+        deadline = time.monotonic() + self.config.wait_timeout_s
+        while True:
+            counts = [client.tasks.get(id=str(t)).total_annotations or 0 for t in record["task_ids"]]
+            done = sum(c >= self.config.annotations_per_task for c in counts)
+            self.progress(f"iteration {number}: {done}/{len(counts)} tasks ranked")
+            if done == len(counts) or time.monotonic() > deadline:
+                break
+            time.sleep(10)
+        sync = sync_project(client, self.store, self.project_id)
+        mine = [p for p in self.store.all(self.project_id) if p.task_id in set(record["task_ids"])]
+        return {**result, "rankings": len(mine), "agreement": pairwise_agreement(mine)["agreement"],
+                "sync": vars(sync)}  # fmt: skip
+
+    def _previous(self, key: str, number: int):
+        """The value of `key` in the latest earlier iteration that has it."""
+        for r in reversed([r for r in self.state.history() if r["iteration"] < number]):
+            if r.get(key) is not None:
+                return r[key]
+        return None
+
+    def _reward(self, number: int, record: dict) -> dict:
+        rankings = self.store.rankings(self.project_id)
+        with RewardClient(self.config.reward_url, timeout_s=3600) as reward:
+            # A version of exactly this data may exist if the loop died after training finished.
+            done = [v for v in reward.list_versions().versions if v.data_hash == dataset_hash(rankings)]
+            if done:
+                version = done[-1]
+                accuracy = version.metrics["heldout_accuracy"]
+            else:
+                events = list(reward.train(rankings, **self.config.reward_train))
+                version, accuracy = events[-1].version, events[-2].evaluation.heldout_accuracy
+            previous = self._previous("promoted_rm_accuracy", number)
+            reasons = reward_gate(accuracy, previous, self.config.gates)
+            if not reasons:
+                reward.promote(version.id)
+        return {"reward_version": version.id, "rm_accuracy": accuracy, "rm_reasons": reasons,
+                "promoted_rm_accuracy": accuracy if not reasons else None}  # fmt: skip
+
+    def _policy(self, number: int, record: dict) -> dict:
+        c = self.config
+        with PolicyClient(c.policy_url, timeout_s=6 * 3600) as policy:
+            if c.policy_method == "dpo":
+                request = {"rankings": self.store.rankings(self.project_id)}
+            else:
+                request = {"prompts": [s["prompt"] for r in self.state.history() for s in r.get("selected", [])]}
+            # Called again after a crash, the same request resumes from the service's checkpoint.
+            events = list(policy.train(**request, method=c.policy_method, seed=c.seed + number, **c.policy_train))
+        return {"policy_version": events[-1].version.id}
+
+    def _evaluate(self, number: int, record: dict) -> dict:
+        with PolicyClient(self.config.policy_url, timeout_s=3600) as policy:
+            result = policy.evaluate(
+                record["policy_version"], self.heldout, max_new_tokens=self.config.max_new_tokens,
+                seed=self.config.eval_seed,
+            )  # fmt: skip
+        evaluation = {
+            "win_rate": result.win_rate,
+            "kl": result.kl_to_reference,
+            "candidate_mean_reward": result.candidate_mean_reward,
+            "baseline_mean_reward": result.baseline_mean_reward,
+        }
+        if result.has_gold:
+            evaluation |= {"gold_win_rate": result.gold_win_rate, "candidate_mean_gold": result.candidate_mean_gold}
+        return evaluation
+
+    def _decide(self, number: int, record: dict) -> dict:
+        reasons = policy_gate(record["win_rate"], record["kl"], self.config.gates)
+        if not reasons:
+            with PolicyClient(self.config.policy_url) as policy:
+                policy.promote(record["policy_version"])
+        decision = "promote" if not reasons else "rollback"
+        self.progress(f"iteration {number}: {decision}" + (f" ({'; '.join(reasons)})" if reasons else ""))
+        return {"decision": decision, "policy_reasons": reasons}
