@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from labelstudio_backend.labelstudio_server import default_data_dir, load_credentials
+import grpc
+
+from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, default_data_dir, load_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
 from labelstudio_backend.project_setup import labelstudio_client
 from labelstudio_backend.simulated_annotators import calibrate_temperature, simulated_annotators
@@ -27,6 +30,7 @@ from labelstudio_backend.templates import TEMPLATES, candidate_data
 from services.controller.gates import policy_gate, reward_gate
 from services.controller.loop_config import LoopConfig
 from services.controller.loop_state import STAGES, LoopState
+from services.controller.metrics import LoopMetrics
 from services.controller.prompt_selection import order_uncertainty, select_prompts
 from services.errors import PreconditionError
 from services.gold import load_gold_scorer
@@ -64,16 +68,17 @@ class RlhfLoop:
         )
         self.heldout, self.pool = prompts[: config.heldout_prompts], prompts[config.heldout_prompts :]
         if config.labelstudio_url:
-            import os
-
-            self.labelstudio_url, self.labelstudio_token = (
-                config.labelstudio_url,
-                os.environ["RLHF_LOOP_LABELSTUDIO_TOKEN"],
-            )
+            token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
+            if not token:
+                raise PreconditionError(f"labelstudio_url needs the API token in ${LABELSTUDIO_TOKEN_ENV}")
+            self.labelstudio_url, self.labelstudio_token = config.labelstudio_url, token
         else:
             credentials = load_credentials(Path(config.labelstudio_data_dir) if config.labelstudio_data_dir else None)
             self.labelstudio_url, self.labelstudio_token = credentials.url, credentials.token
         self.project_id: int | None = None
+        self.metrics = LoopMetrics()
+        if config.metrics_port:
+            self.metrics.serve(config.metrics_port)
 
     # -- the public API --------------------------------------------------------
     def setup(self) -> dict:
@@ -103,11 +108,31 @@ class RlhfLoop:
         stage, record = self.state.load(number)
         for name in STAGES[STAGES.index(stage) : -1]:
             self.progress(f"iteration {number}: {name}")
+            self.metrics.record(number, name, record)
             started = time.monotonic()
-            record |= getattr(self, f"_{name}")(number, record)
+            record |= self._with_retries(number, name, record)
             record.setdefault("seconds", {})[name] = round(time.monotonic() - started, 2)
             self.state.save(number, STAGES[STAGES.index(name) + 1], record)
+            if name == "decide":
+                self.metrics.decisions.labels(record["decision"]).inc()
+        self.metrics.record(number, "done", record)
         return record
+
+    def _with_retries(self, number: int, name: str, record: dict) -> dict:
+        """Run a stage; while a service is unavailable, report it and retry with backoff (never fatal early)."""
+        delay, deadline = 2.0, time.monotonic() + self.config.service_retry_s
+        while True:
+            try:
+                return getattr(self, f"_{name}")(number, record)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE or (time.monotonic() > deadline):
+                    raise
+                self.metrics.service_retries.inc()
+                self.progress(
+                    f"iteration {number}: {name}: service unavailable ({error.details()}); retry in {delay:.0f}s"
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     # -- stages ----------------------------------------------------------------
     def _labelstudio(self):

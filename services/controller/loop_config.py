@@ -45,6 +45,8 @@ class LoopConfig:
     eval_seed: int = 0
     gates: Gates = field(default_factory=Gates)
     seed: int = 0
+    metrics_port: int = 0  # 0: no /metrics endpoint
+    service_retry_s: float = 1800.0  # how long an unavailable service is waited for before the run fails
 
     @classmethod
     def from_toml(cls, path: Path) -> LoopConfig:

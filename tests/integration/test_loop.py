@@ -3,24 +3,32 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.preference_store import PreferenceStore
+from services.controller.loop_state import LoopState
 from services.reward.client import RewardClient
 from services.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def services(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("loop-services")
+def start_reward(tiny_model_dir, root, port=None) -> ServiceProcess:
     reward = ServiceProcess(
-        "reward", ["--registry", str(root / "reward"), "--model", str(tiny_model_dir)], root / "r.log"
+        "reward", ["--registry", str(root / "reward"), "--model", str(tiny_model_dir)], root / "r.log", port=port
     )
     reward.wait_ready()
+    return reward
+
+
+@pytest.fixture(scope="module")
+def running(tiny_model_dir, tmp_path_factory):
+    """The services, in a dict so that a test may replace one it killed."""
+    root = tmp_path_factory.mktemp("loop-services")
+    reward = start_reward(tiny_model_dir, root)
     policy = ServiceProcess(
         "policy",
         ["--registry", str(root / "policy"), "--model", str(tiny_model_dir), "--reward-url", reward.target,
@@ -28,9 +36,15 @@ def services(tiny_model_dir, tmp_path_factory):
         root / "p.log",
     )  # fmt: skip
     policy.wait_ready()
-    yield reward, policy
-    policy.stop()
-    reward.stop()
+    state = {"reward": reward, "policy": policy, "root": root}
+    yield state
+    state["policy"].stop()
+    state["reward"].stop()
+
+
+@pytest.fixture
+def services(running):
+    return running["reward"], running["policy"]
 
 
 def write_config(path, labelstudio, reward, policy, title: str, **overrides) -> None:
@@ -115,3 +129,82 @@ def test_bad_config_is_refused_before_anything_starts(labelstudio, services, tmp
     result = loop("run", "--config", str(config))
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "loop-bad-state.db").exists()
+
+
+def wait_for_stage(state_url: str, stage: str, process, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else "controller exited"
+        if LoopState(state_url).load(1)[0] == stage:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never reached {stage}")
+
+
+def start_loop(config) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "loop", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(labelstudio, running, tmp_path):
+    reward, policy = running["reward"], running["policy"]
+    config = tmp_path / "loop.toml"
+    write_config(
+        config, labelstudio, reward, policy, "loop-kill", iterations=1, gates={"min_rm_accuracy": 0.0},
+        reward_train={"epochs": 100, "learning_rate": 1e-3, "batch_size": 2},
+        policy_train={"max_steps": 40, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4},
+    )  # fmt: skip
+    state_url = f"sqlite:///{tmp_path / 'loop-kill-state.db'}"
+    with RewardClient(reward.target) as client:
+        reward_before = len(client.list_versions().versions)
+    policy_registry = running["root"] / "policy"
+    policy_before = len(list((policy_registry / "versions").iterdir()))
+
+    controller = start_loop(config)
+    wait_for_stage(state_url, "reward", controller)
+    time.sleep(1.0)  # mid-training
+    controller.kill()
+    controller.wait()
+    with RewardClient(reward.target) as client:
+        for _ in range(100):
+            if not client.info().training:
+                break
+            time.sleep(0.1)
+
+    controller = start_loop(config)
+    wait_for_stage(state_url, "policy", controller)
+    deadline = time.monotonic() + 120
+    while not list((policy_registry / "runs").glob("*/checkpoint-*")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    controller.kill()
+    controller.wait()
+
+    result = loop("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = json.loads(result.stdout)
+    assert record["stage"] == "done"
+    with RewardClient(reward.target) as client:
+        assert len(client.list_versions().versions) == reward_before + 1  # no duplicate version
+    assert len(list((policy_registry / "versions").iterdir())) == policy_before + 1
+    admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
+    project = next(p for p in admin.projects.list() if p.title == "loop-kill")
+    assert len(admin.projects.exports.as_json(project.id)) == 4  # no duplicate tasks
+
+
+def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, running, tiny_model_dir, tmp_path):
+    reward, policy = running["reward"], running["policy"]
+    config = tmp_path / "loop.toml"
+    write_config(config, labelstudio, reward, policy, "loop-outage", iterations=1, gates={"min_rm_accuracy": 0.0})
+    state_url = f"sqlite:///{tmp_path / 'loop-outage-state.db'}"
+    controller = start_loop(config)
+    wait_for_stage(state_url, "collect", controller)
+    reward.process.kill()
+    reward.process.wait()
+    time.sleep(8)  # the controller reaches the reward stage and keeps retrying
+    running["reward"] = start_reward(tiny_model_dir, running["root"], port=reward.port)
+    assert controller.wait(timeout=300) == 0
+    stage, record = LoopState(state_url).load(1)
+    assert stage == "done" and record["reward_version"].startswith("reward-")
