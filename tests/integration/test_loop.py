@@ -106,7 +106,7 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
 def test_an_impossible_gate_rolls_back(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-gate", iterations=1, gates={"min_win_rate": 1.01})
+    write_config(config, labelstudio, reward, policy, "loop-gate", iterations=1, gates={"min_win_rate": 1.01}, seed=5)
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = json.loads(result.stdout)
@@ -152,7 +152,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"
     write_config(
-        config, labelstudio, reward, policy, "loop-kill", iterations=1, gates={"min_rm_accuracy": 0.0},
+        config, labelstudio, reward, policy, "loop-kill", iterations=1, gates={"min_rm_accuracy": 0.0}, seed=11,
         reward_train={"epochs": 100, "learning_rate": 1e-3, "batch_size": 2},
         policy_train={"max_steps": 40, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4},
     )  # fmt: skip
@@ -197,7 +197,9 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
 def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, running, tiny_model_dir, tmp_path):
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-outage", iterations=1, gates={"min_rm_accuracy": 0.0})
+    write_config(
+        config, labelstudio, reward, policy, "loop-outage", iterations=1, gates={"min_rm_accuracy": 0.0}, seed=13
+    )
     state_url = f"sqlite:///{tmp_path / 'loop-outage-state.db'}"
     controller = start_loop(config)
     wait_for_stage(state_url, "collect", controller)
