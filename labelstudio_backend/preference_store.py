@@ -162,6 +162,12 @@ class PreferenceStore:
             query = select(training_requests.c.id).where(training_requests.c.consumed_at.is_(None))
             return [row.id for row in db.execute(query)]
 
+    def consume_training_requests(self, ids: list[int]) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                training_requests.update().where(training_requests.c.id.in_(ids)).values(consumed_at=datetime.now(UTC))
+            )
+
 
 def pairwise_agreement(prefs: Iterable[StoredPreference]) -> dict:
     """Counts, inter-annotator agreement over shared pairs, and the merged (majority) preference per pair.

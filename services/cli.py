@@ -262,6 +262,15 @@ def _loop_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loop_watch(args: argparse.Namespace) -> int:
+    from services.controller.loop import RlhfLoop
+    from services.controller.loop_config import LoopConfig
+
+    loop = RlhfLoop(LoopConfig.from_toml(args.config), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    loop.watch(every_s=args.every_s)
+    return 0
+
+
 def _loop_history(args: argparse.Namespace) -> int:
     from services.controller.loop_config import LoopConfig
     from services.controller.loop_state import LoopState
@@ -453,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     loop_run = loop.add_parser("run", help="run or resume the configured iterations")
     loop_run.add_argument("--config", type=Path, required=True, help="loop.toml")
     loop_run.set_defaults(func=_loop_run)
+    watch = loop.add_parser("watch", help="run an iteration on each START_TRAINING from the backend or schedule")
+    watch.add_argument("--config", type=Path, required=True)
+    watch.add_argument("--every-s", type=float, help="also start an iteration every this many seconds")
+    watch.set_defaults(func=_loop_watch)
     for name, text in (("status", "the current iteration and stage"), ("history", "every iteration's results")):
         view = loop.add_parser(name, help=text)
         view.add_argument("--config", type=Path, required=True)

@@ -104,6 +104,24 @@ class RlhfLoop:
             self.run_iteration(number)
         return self.state.history()
 
+    def watch(self, every_s: float | None, poll_s: float = 5.0, stop: Callable[[], bool] = lambda: False) -> None:
+        """Run one more iteration whenever the backend records START_TRAINING, or every `every_s` seconds."""
+        if self.project_id is None:
+            self.setup()
+        last = time.monotonic()
+        while not stop():
+            requests = self.store.pending_training_requests()
+            due = every_s is not None and time.monotonic() - last >= every_s
+            if requests or due:
+                history = self.state.history()
+                unfinished = [r["iteration"] for r in history if r["stage"] != "done"]
+                number = unfinished[0] if unfinished else len(history) + 1
+                self.progress(f"iteration {number}: started by {'START_TRAINING' if requests else 'the schedule'}")
+                self.run_iteration(number)
+                self.store.consume_training_requests(requests)
+                last = time.monotonic()
+            time.sleep(poll_s)
+
     def run_iteration(self, number: int) -> dict:
         stage, record = self.state.load(number)
         for name in STAGES[STAGES.index(stage) : -1]:

@@ -210,3 +210,30 @@ def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, runnin
     assert controller.wait(timeout=300) == 0
     stage, record = LoopState(state_url).load(1)
     assert stage == "done" and record["reward_version"].startswith("reward-")
+
+
+def test_start_training_from_the_backend_triggers_an_iteration(labelstudio, services, tmp_path):
+    reward, policy = services
+    config = tmp_path / "loop.toml"
+    write_config(config, labelstudio, reward, policy, "loop-watch", gates={"min_rm_accuracy": 0.0}, seed=17)
+    store = PreferenceStore(f"sqlite:///{tmp_path / 'loop-watch-prefs.db'}")
+    state = LoopState(f"sqlite:///{tmp_path / 'loop-watch-state.db'}")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "loop", "watch", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(10)
+        assert state.history() == []  # nothing runs without a trigger
+        store.request_training(project_id=1)  # what the backend does on START_TRAINING
+        deadline = time.monotonic() + 300
+        while not (state.history() and state.history()[0]["stage"] == "done"):
+            assert time.monotonic() < deadline and watcher.poll() is None
+            time.sleep(0.5)
+        while store.pending_training_requests():
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert len(state.history()) == 1
+    finally:
+        watcher.kill()
+        watcher.wait()
