@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from services.config_checks import check_config
 from services.errors import InvalidRequestError
 
 METHODS = ("grpo", "rloo", "dpo")
@@ -33,27 +33,23 @@ class PolicyTrainConfig:
         """Raise InvalidRequestError naming the first field out of range."""
         if self.method not in METHODS:
             raise InvalidRequestError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidRequestError(f"{f.name} must be a finite number, got {value}")
-        checks = {
-            "max_steps": 1 <= self.max_steps <= 100_000,
-            "learning_rate": 0 < self.learning_rate <= 1,
-            "prompts_per_step": 1 <= self.prompts_per_step <= 1024,
-            "num_generations": 2 <= self.num_generations <= 64,
-            "max_new_tokens": 1 <= self.max_new_tokens <= 4096,
-            "temperature": 0 < self.temperature <= 10,
-            "beta": 0 <= self.beta <= 100,
-            "lora_r": 1 <= self.lora_r <= 1024,
-            "lora_alpha": self.lora_alpha > 0,
-            "seed": 0 <= self.seed < 2**32,
-            "save_steps": 1 <= self.save_steps <= 100_000,
-            "epochs": 1 <= self.epochs <= 100,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise InvalidRequestError(f"{name} out of range: {getattr(self, name)!r}")
+        check_config(
+            self,
+            {
+                "max_steps": 1 <= self.max_steps <= 100_000,
+                "learning_rate": 0 < self.learning_rate <= 1,
+                "prompts_per_step": 1 <= self.prompts_per_step <= 1024,
+                "num_generations": 2 <= self.num_generations <= 64,
+                "max_new_tokens": 1 <= self.max_new_tokens <= 4096,
+                "temperature": 0 < self.temperature <= 10,
+                "beta": 0 <= self.beta <= 100,
+                "lora_r": 1 <= self.lora_r <= 1024,
+                "lora_alpha": self.lora_alpha > 0,
+                "seed": 0 <= self.seed < 2**32,
+                "save_steps": 1 <= self.save_steps <= 100_000,
+                "epochs": 1 <= self.epochs <= 100,
+            },
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
-from services.errors import InvalidRequestError
+from services.config_checks import check_config
 
 
 @dataclass
@@ -26,24 +25,20 @@ class RewardTrainConfig:
 
     def validate(self) -> None:
         """Raise InvalidRequestError naming the first field out of range."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidRequestError(f"{f.name} must be a finite number, got {value}")
-        checks = {
-            "epochs": 1 <= self.epochs <= 100,
-            "learning_rate": 0 < self.learning_rate <= 1,
-            "batch_size": 1 <= self.batch_size <= 4096,
-            "heldout_fraction": 0 < self.heldout_fraction < 1,
-            "lora_r": 1 <= self.lora_r <= 1024,
-            "lora_alpha": self.lora_alpha > 0,
-            "margin_per_rank": 0 <= self.margin_per_rank <= 100,
-            "max_length": 8 <= self.max_length <= 32768,
-            "seed": 0 <= self.seed < 2**32,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise InvalidRequestError(f"{name} out of range: {getattr(self, name)!r}")
+        check_config(
+            self,
+            {
+                "epochs": 1 <= self.epochs <= 100,
+                "learning_rate": 0 < self.learning_rate <= 1,
+                "batch_size": 1 <= self.batch_size <= 4096,
+                "heldout_fraction": 0 < self.heldout_fraction < 1,
+                "lora_r": 1 <= self.lora_r <= 1024,
+                "lora_alpha": self.lora_alpha > 0,
+                "margin_per_rank": 0 <= self.margin_per_rank <= 100,
+                "max_length": 8 <= self.max_length <= 32768,
+                "seed": 0 <= self.seed < 2**32,
+            },
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
