@@ -132,11 +132,12 @@ class Backend:
         template = template_of(str(body.get("label_config") or ""))
         # One Rank call per task, all at once: the reward service's batcher merges them.
         results = await asyncio.gather(*(self._predict_one(task, template) for task in tasks))
-        self.metrics.predictions.inc(sum(1 for r in results if r.get("result")))
+        self.metrics.predictions.inc(sum(1 for r in results if r))
         self.metrics.predict_latency.observe(time.perf_counter() - started)
         return web.json_response({"results": results})
 
-    async def _predict_one(self, task: object, template) -> dict:
+    async def _predict_one(self, task: object, template) -> dict | list:
+        """The task's prediction, or an empty list (Label Studio's "no prediction for this task")."""
         data = task.get("data") if isinstance(task, dict) else None
         try:
             ids, bodies = task_candidates(data)
@@ -145,12 +146,14 @@ class Backend:
                 reward_pb2.RankRequest(prompt=prompt, candidates=bodies), timeout=60, metadata=self._reward_metadata
             )
         except ResultRejectedError:
-            return {"result": [], "score": 0.0, "model_version": ""}  # no candidates yet: nothing to pre-rank
+            # No candidates yet: no prediction at all. An empty one would be stored, and Label Studio
+            # never asks again for a task that has a prediction, so the real one would never come.
+            return []
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                 raise  # the reward service is down or overloaded: the whole request fails (503)
             log.warning("task not pre-ranked", extra={"reason": error.details()})
-            return {"result": [], "score": 0.0, "model_version": ""}  # e.g. a candidate over the length limit
+            return []  # e.g. a candidate over the length limit
         ranked = rank_candidates(list(reply.scores), reply.model_version)
         return prediction(template, ids, ranked)
 

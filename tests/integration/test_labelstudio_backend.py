@@ -213,6 +213,9 @@ def test_a_duplicate_webhook_delivery_changes_nothing(admin, annotators, project
 
 def test_predict_gives_rankings_label_studio_shows_as_predictions(admin, labelstudio, projects, stack):
     task_ids = import_prompts(admin, projects["ranker-buckets"], [f"Prompt {i}" for i in range(3)])
+    # Opening a task makes Label Studio ask for its prediction; before the candidates are in there is none,
+    # and no empty one may be stored (Label Studio would never ask again for that task).
+    assert admin.tasks.get(id=str(task_ids[0])).predictions == []
     for task_id in task_ids:
         with_candidates(admin, task_id)
     reward_version = "reward-0001"
@@ -224,12 +227,11 @@ def test_predict_gives_rankings_label_studio_shows_as_predictions(admin, labelst
     urllib.request.urlopen(reply, timeout=120).read()
     for task_id in task_ids:
         predictions = admin.tasks.get(id=str(task_id)).predictions
-        ours = [p for p in predictions if p.model_version == reward_version]
-        assert ours, predictions
-        value = ours[0].result[0]["value"]["ranker"]
+        assert [(p.model_version, bool(p.result)) for p in predictions] == [(reward_version, True)]
+        value = predictions[0].result[0]["value"]["ranker"]
         assert sorted(cid for ids in value.values() for cid in ids) == ["c0", "c1", "c2"]
         assert set(value) <= {"best", "acceptable", "bad"}
-        assert 0 <= ours[0].score <= 1
+        assert 0 <= predictions[0].score <= 1
 
 
 def test_predict_answers_50_tasks_well_inside_the_timeout(admin, projects, stack):
