@@ -255,7 +255,7 @@ def _loop_run(args: argparse.Namespace) -> int:
     from services.controller.loop import RlhfLoop
     from services.controller.loop_config import LoopConfig
 
-    loop = RlhfLoop(LoopConfig.from_toml(args.config), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    loop = RlhfLoop(LoopConfig.from_toml(args.config))
     print(json.dumps(loop.setup()), file=sys.stderr)
     history = loop.execute()
     print(json.dumps([{k: v for k, v in r.items() if k != "selected"} for r in history], indent=2))
@@ -266,8 +266,18 @@ def _loop_watch(args: argparse.Namespace) -> int:
     from services.controller.loop import RlhfLoop
     from services.controller.loop_config import LoopConfig
 
-    loop = RlhfLoop(LoopConfig.from_toml(args.config), progress=lambda m: print(m, file=sys.stderr, flush=True))
+    loop = RlhfLoop(LoopConfig.from_toml(args.config))
     loop.watch(every_s=args.every_s)
+    return 0
+
+
+def _loop_report(args: argparse.Namespace) -> int:
+    from services.controller.loop import RlhfLoop
+    from services.controller.loop_config import LoopConfig
+
+    report = RlhfLoop(LoopConfig.from_toml(args.config)).report(args.out, samples=args.samples)
+    print(json.dumps({k: report[k] for k in ("gold_win_rate", "gold_win_rate_ci", "targets_met")}))
+    print(f"report written to {args.out}/report.html", file=sys.stderr)
     return 0
 
 
@@ -315,7 +325,7 @@ def _bench_policy(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from services.demo import run_demo
 
-    return run_demo(model=args.model, workdir=args.workdir)
+    return run_demo(args.workdir, iterations=args.iterations, samples=args.samples)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -466,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--config", type=Path, required=True)
     watch.add_argument("--every-s", type=float, help="also start an iteration every this many seconds")
     watch.set_defaults(func=_loop_watch)
+    loop_report = loop.add_parser("report", help="judge the policies by the gold scorer; write report files")
+    loop_report.add_argument("--config", type=Path, required=True)
+    loop_report.add_argument("--out", type=Path, default=Path("loop-report"), help="folder for the report files")
+    loop_report.add_argument("--samples", type=int, default=4, help="answers per held-out prompt and version")
+    loop_report.set_defaults(func=_loop_report)
     for name, text in (("status", "the current iteration and stage"), ("history", "every iteration's results")):
         view = loop.add_parser(name, help=text)
         view.add_argument("--config", type=Path, required=True)
@@ -495,8 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_policy.set_defaults(func=_bench_policy)
 
     demo = commands.add_parser("demo", help="the main job on embedded defaults, offline")
-    demo.add_argument("--model", default="minilm")
-    demo.add_argument("--workdir", type=Path, help="where registries go (default: a temporary directory)")
+    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="services' data and the report")
+    demo.add_argument("--iterations", type=int, default=2)
+    demo.add_argument("--samples", type=int, default=4, help="answers per held-out prompt in the report")
     demo.set_defaults(func=_demo)
 
     models = commands.add_parser("models", help="embedded and test models").add_subparsers(

@@ -1,85 +1,101 @@
-"""`rlhf-loop demo`: train and serve a reward model on the built-in preference set, offline.
+"""`rlhf-loop demo` (`make demo`): the whole loop on the embedded models, offline, with simulated annotators.
 
-Until the iteration controller lands this is the main job in miniature: the
-real reward service starts as a process, scores examples with its untrained
-base version, trains a version from rankings over gRPC (progress streamed),
-promotes it, and scores the same examples again.
+A local Label Studio, the reward service on MiniLM and the policy service on
+SmolLM2-135M-Instruct start as processes; the loop runs its iterations with
+simulated annotators (real Label Studio users ranking by a gold scorer plus
+noise); then the report judges the final policy against the initial one by
+the gold scorer and writes report.md/.html/.json and the plots.
 """
 
 from __future__ import annotations
 
-import sys
-import tempfile
+import json
+import shutil
+import time
 from pathlib import Path
 
-from services.reward.builtin_preferences import synthetic_rankings
-from services.reward.client import RewardClient
-from services.service_process import ServiceProcess
+from labelstudio_backend import labelstudio_server
+from services.controller.gates import Gates
+from services.controller.loop import RlhfLoop
+from services.controller.loop_config import LoopConfig
+from services.controller.progress import RichLoopProgress
+from services.service_process import ServiceProcess, free_port
 
-EXAMPLES = [
-    (
-        "How do I make bread?",
-        "Happy to help! Mix flour, water, yeast and salt, knead, let it rise, then bake.",
-    ),
-    ("How do I make bread?", "Figure it out yourself. Mix flour and water."),
-    (
-        "What is the water cycle?",
-        "Great question. Water evaporates, condenses into clouds and falls as rain.",
-    ),
-    ("What is the water cycle?", "That is a stupid question. Rain falls."),
-]
+DEMO_GOLD = "services.gold:friendly_and_on_topic"
+MARKER = ".rlhf-loop-demo"  # only a folder carrying it is wiped before a new run
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
+def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -> LoopConfig:
+    """Settings measured on a 2-core machine (FACTS.md): two iterations fit in 30 minutes."""
+    return LoopConfig(
+        state_url=f"sqlite:///{root / 'loop-state.db'}",
+        store_url=f"sqlite:///{root / 'preferences.db'}",
+        reward_url=reward_url,
+        policy_url=policy_url,
+        labelstudio_data_dir=str(root / "label-studio"),
+        project_title="rlhf-loop demo",
+        heldout_prompts=24,
+        iterations=iterations,
+        prompts_per_iteration=24,
+        candidates=4,
+        pool_factor=2,
+        annotations_per_task=3,
+        max_new_tokens=48,
+        simulate=True,
+        simulated_annotators=3,
+        gold=DEMO_GOLD,
+        reward_train={"epochs": 3, "learning_rate": 5e-5, "batch_size": 32},
+        policy_method="grpo",
+        policy_train={"max_steps": 16, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 3e-4,
+                      "beta": 0.02, "max_new_tokens": 48},
+        gates=Gates(min_rm_accuracy=0.6, max_rm_accuracy_drop=0.05, min_win_rate=0.55, max_kl=20.0),
+        service_retry_s=300.0,
+    )  # fmt: skip
 
 
-def _show_scores(client: RewardClient) -> None:
-    scores, version = client.score(EXAMPLES)
-    _say(f"  scores from {version}:")
-    for (prompt, response), score in zip(EXAMPLES, scores, strict=True):
-        _say(f"    {score:+7.3f}  {prompt} -> {response[:60]}")
+def _fresh(root: Path) -> None:
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise SystemExit(f"{root} exists and was not made by the demo; choose another --workdir")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / MARKER).touch()
 
 
-def run_demo(model: str = "minilm", workdir: Path | None = None) -> int:
-    with tempfile.TemporaryDirectory(prefix="rlhf-demo-") as tmp:
-        root = Path(workdir or tmp)
-        root.mkdir(parents=True, exist_ok=True)
-        _say(f"starting the reward service ({model}) with its registry in {root / 'reward-registry'}")
-        service = ServiceProcess(
-            "reward", ["--registry", str(root / "reward-registry"), "--model", model], root / "reward.log"
-        )
-        try:
-            service.wait_ready()
-            with RewardClient(service.target, timeout_s=120) as client:
-                _say(f"reward service up: gRPC {service.target}, metrics {service.http}/metrics")
-                _show_scores(client)
-                rankings = synthetic_rankings(40, 4)
-                _say(f"training on {len(rankings)} built-in rankings (4 candidates each, friendly > hostile)")
-                accuracy, version = float("nan"), ""
-                for event in client.train(rankings, epochs=4, learning_rate=2e-4, batch_size=16, promote=True):
-                    kind = event.WhichOneof("event")
-                    if kind == "progress" and (event.progress.step % 5 == 0 or event.progress.step == 1):
-                        p = event.progress
-                        _say(f"  step {p.step}/{p.total_steps}  loss {p.loss:.3f}  accuracy {p.accuracy:.2f}")
-                    elif kind == "evaluation":
-                        accuracy = event.evaluation.heldout_accuracy
-                        _say(
-                            f"  held-out accuracy {accuracy:.3f} on {event.evaluation.heldout_pairs} pairs "
-                            f"from {event.evaluation.heldout_prompts} unseen prompts"
-                        )
-                    elif kind == "version":
-                        version = event.version.id
-                        _say(f"  new version {version} (active: {event.version.active})")
-                _show_scores(client)
-                ranked = client.rank(EXAMPLES[0][0], [EXAMPLES[1][1], EXAMPLES[0][1]])
-                _say(f"  P(friendly answer beats hostile one) = {ranked.probabilities[1][0]:.3f}")
-        finally:
+def run_demo(workdir: Path, iterations: int = 2, samples: int = 4) -> int:
+    began = time.monotonic()
+    root = Path(workdir).resolve()
+    _fresh(root)
+    progress = RichLoopProgress(iterations)
+    say = progress.message
+    services: list[ServiceProcess] = []
+    labelstudio_dir = root / "label-studio"
+    try:
+        labelstudio_server.up(free_port(), labelstudio_dir, progress=say)
+        say("Label Studio is up; starting the reward service (MiniLM) and the policy service (SmolLM2-135M)")
+        reward = ServiceProcess("reward", ["--registry", str(root / "reward-registry"), "--model", "minilm"],
+                                root / "reward.log")  # fmt: skip
+        services.append(reward)
+        reward.wait_ready()
+        policy = ServiceProcess(
+            "policy",
+            ["--registry", str(root / "policy-registry"), "--model", "smollm2", "--reward-url", reward.target,
+             "--gold-scorer", DEMO_GOLD],
+            root / "policy.log",
+        )  # fmt: skip
+        services.append(policy)
+        policy.wait_ready(900)
+        say(f"services up: reward {reward.target} (metrics {reward.http}/metrics), policy {policy.target}")
+        loop = RlhfLoop(demo_config(root, reward.target, policy.target, iterations), progress=progress)
+        loop.setup()
+        loop.execute()
+        report = loop.report(root / "report", samples=samples, wall_time_s=time.monotonic() - began)
+    finally:
+        progress.close()
+        for service in reversed(services):
             service.stop()
-    ok = accuracy >= 0.6
-    _say(f"demo {'finished' if ok else 'FAILED: the reward model did not learn the rule'} ({version})")
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(run_demo())
+        labelstudio_server.down(labelstudio_dir)
+    summary = {key: report[key] for key in ("gold_win_rate", "gold_win_rate_ci", "wall_time_s", "targets_met")}
+    print(json.dumps(summary, indent=2))
+    print(f"report: {root / 'report' / 'report.html'} (and report.md, report.json, *.png)")
+    return 0

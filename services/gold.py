@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Callable
 
 from services.errors import InvalidRequestError
@@ -22,6 +23,33 @@ def _vader():
 def vader_positivity(prompt: str, response: str) -> float:
     """VADER compound sentiment of the response in [-1, 1] (its lexicon ships inside the wheel)."""
     return _vader().polarity_scores(response)["compound"]
+
+
+# Words that ask for something rather than name what it is about.
+_REQUEST_WORDS = """a an the and or of to in on for with about me my you your i it is are be can could would please
+what how why tell give write describe explain show make some something one two three short long brief friendly note
+tip interesting sentence sentences paragraph"""
+REQUEST_WORDS = frozenset(_REQUEST_WORDS.split())
+
+
+def topic_words(text: str) -> set[str]:
+    """Content words as 5-letter stems ("tomatoes" and "tomato" match), request words left out."""
+    return {w[:5] for w in re.findall(r"[a-z]{3,}", text.lower()) if w not in REQUEST_WORDS}
+
+
+def friendly_and_on_topic(prompt: str, response: str) -> float:
+    """Share of positive minus negative words (VADER) plus a quarter of the prompt's topic words the response uses.
+
+    The demo's gold. VADER's compound score saturates after one round of RL
+    (FACTS.md: 85-88% of samples above 0.5; SmolLM2 starts at 70% on the
+    built-in prompts); the share of positive words keeps rising with warmer
+    text, and the topic term keeps a policy from drifting into generic cheer.
+    Range about [-1, 1.25]; SmolLM2's answers average 0.32 (0.19 + 0.53 / 4).
+    """
+    sentiment = _vader().polarity_scores(response)
+    asked = topic_words(prompt)
+    coverage = len(asked & topic_words(response)) / len(asked) if asked else 0.0
+    return sentiment["pos"] - sentiment["neg"] + coverage / 4
 
 
 def load_gold_scorer(spec: str) -> GoldScorer:

@@ -31,7 +31,9 @@ from services.controller.gates import policy_gate, reward_gate
 from services.controller.loop_config import LoopConfig
 from services.controller.loop_state import STAGES, LoopState
 from services.controller.metrics import LoopMetrics
+from services.controller.progress import LoopProgress
 from services.controller.prompt_selection import order_uncertainty, select_prompts
+from services.controller.report import build_report, sample_versions, write_report
 from services.errors import PreconditionError
 from services.gold import load_gold_scorer
 from services.policy.client import PolicyClient
@@ -54,10 +56,11 @@ def _key(prompt: str) -> str:
 
 
 class RlhfLoop:
-    def __init__(self, config: LoopConfig, progress: Callable[[str], None] = print):
+    def __init__(self, config: LoopConfig, progress: LoopProgress | None = None):
         config.validate()
         self.config = config
-        self.progress = progress
+        self.report = progress or LoopProgress()
+        self.progress = self.report.message
         self.state = LoopState(config.state_url)
         self.store = PreferenceStore(config.store_url)
         self.gold = load_gold_scorer(config.gold)
@@ -122,10 +125,28 @@ class RlhfLoop:
                 last = time.monotonic()
             time.sleep(poll_s)
 
+    def report(self, out: Path, samples: int = 4, wall_time_s: float | None = None) -> dict:
+        """Judge the initial, every iteration's and the final policy by the gold scorer; write the report files."""
+        history = self.state.history()
+        with PolicyClient(self.config.policy_url) as policy:
+            listing = policy.list_versions()
+        initial, final = listing.versions[0].id, listing.active
+        versions = [initial, *(r["policy_version"] for r in history if r["stage"] == "done"), final]
+        self.report.message(f"report: {samples} samples of {len(self.heldout)} held-out prompts from {versions}")
+        drawn = sample_versions(
+            self.config.policy_url, versions, self.heldout, self.gold, samples=samples, seed=self.config.eval_seed,
+            max_new_tokens=self.config.max_new_tokens,
+        )  # fmt: skip
+        if wall_time_s is None:  # the time the stages took, over every run of the loop
+            wall_time_s = sum(sum(r.get("seconds", {}).values()) for r in history)
+        result = build_report(history, drawn, initial, final, wall_time_s=wall_time_s, seed=self.config.seed)
+        write_report(result, Path(out))
+        return result
+
     def run_iteration(self, number: int) -> dict:
         stage, record = self.state.load(number)
         for name in STAGES[STAGES.index(stage) : -1]:
-            self.progress(f"iteration {number}: {name}")
+            self.report.stage(number, name)
             self.metrics.record(number, name, record)
             started = time.monotonic()
             record |= self._with_retries(number, name, record)
@@ -220,7 +241,7 @@ class RlhfLoop:
         while True:
             counts = [client.tasks.get(id=str(t)).total_annotations or 0 for t in record["task_ids"]]
             done = sum(c >= self.config.annotations_per_task for c in counts)
-            self.progress(f"iteration {number}: {done}/{len(counts)} tasks ranked")
+            self.report.steps("tasks ranked", done, len(counts))
             if done == len(counts) or time.monotonic() > deadline:
                 break
             time.sleep(10)
@@ -245,7 +266,7 @@ class RlhfLoop:
                 version = done[-1]
                 accuracy = version.metrics["heldout_accuracy"]
             else:
-                events = list(reward.train(rankings, **self.config.reward_train))
+                events = self._follow(reward.train(rankings, **self.config.reward_train), "reward model step")
                 version, accuracy = events[-1].version, events[-2].evaluation.heldout_accuracy
             previous = self._previous("promoted_rm_accuracy", number)
             reasons = reward_gate(accuracy, previous, self.config.gates)
@@ -261,9 +282,23 @@ class RlhfLoop:
                 request = {"rankings": self.store.rankings(self.project_id)}
             else:
                 request = {"prompts": [s["prompt"] for r in self.state.history() for s in r.get("selected", [])]}
-            # Called again after a crash, the same request resumes from the service's checkpoint.
-            events = list(policy.train(**request, method=c.policy_method, seed=c.seed + number, **c.policy_train))
-        return {"policy_version": events[-1].version.id}
+            # Each iteration refines the active policy. Called again after a crash, the same request
+            # (the active version only changes in "decide") resumes from the service's checkpoint.
+            start = policy.info().active_version
+            stream = policy.train(
+                **request, method=c.policy_method, seed=c.seed + number, init_version=start, **c.policy_train
+            )
+            events = self._follow(stream, f"policy {c.policy_method} step")
+        return {"policy_version": events[-1].version.id, "policy_started_from": start}
+
+    def _follow(self, stream, label: str) -> list:
+        """All events of a training stream, its steps shown as they come."""
+        events = []
+        for event in stream:
+            if event.WhichOneof("event") == "progress":
+                self.report.steps(label, event.progress.step, event.progress.total_steps)
+            events.append(event)
+        return events
 
     def _evaluate(self, number: int, record: dict) -> dict:
         with PolicyClient(self.config.policy_url, timeout_s=3600) as policy:

@@ -102,6 +102,24 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
     status = json.loads(loop("status", "--config", str(config)).stdout)
     assert status[0]["iteration"] == 2
 
+    # The report: the gold scorer judges the initial, each iteration's and the final policy.
+    out = tmp_path / "report"
+    made = loop("report", "--config", str(config), "--out", str(out), "--samples", "2")
+    assert made.returncode == 0, made.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert json.loads(made.stdout)["gold_win_rate"] == report["gold_win_rate"]
+    assert report["initial_version"] == "policy-0001" and report["final_version"] == history[1]["policy_version"]
+    assert (report["heldout_prompts"], report["samples_per_prompt"]) == (4, 2)
+    low, high = report["gold_win_rate_ci"]
+    assert 0 <= low <= report["gold_win_rate"] <= high <= 1
+    assert [r["policy_version"] for r in report["iterations"]] == [r["policy_version"] for r in history]
+    assert [r["rankings"] for r in report["iterations"]] == [8, 8]
+    assert all(r["gold_mean"] is not None and 0 <= r["distinct_1"] <= 1 for r in report["iterations"])
+    assert report["iterations"][1]["policy_started_from"] == history[0]["policy_version"]
+    for name in ("report.md", "report.html", "scores.png", "reward_model.png", "rankings.png"):
+        assert (out / name).stat().st_size > 0
+    assert f"gold win-rate {report['gold_win_rate']:.3f}" in (out / "report.md").read_text()
+
 
 def test_an_impossible_gate_rolls_back(labelstudio, services, tmp_path):
     reward, policy = services

@@ -1,0 +1,40 @@
+"""The statistics of the loop's report: gold win-rates with bootstrap intervals, and text diversity."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+
+
+def pairwise_win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
+    """Share of (candidate sample, baseline sample) pairs the candidate wins, ties counting half."""
+    if not candidate or not baseline:
+        raise ValueError("a win-rate needs samples on both sides")
+    wins = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c in candidate for b in baseline)
+    return wins / (len(candidate) * len(baseline))
+
+
+def per_prompt_win_rates(candidate: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]]) -> list[float]:
+    """One win-rate per prompt over that prompt's samples: the unit the bootstrap resamples."""
+    if len(candidate) != len(baseline):
+        raise ValueError(f"{len(candidate)} candidate prompts vs {len(baseline)} baseline prompts")
+    return [pairwise_win_rate(c, b) for c, b in zip(candidate, baseline, strict=True)]
+
+
+def bootstrap_interval(
+    values: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (prompts resampled with replacement)."""
+    if not values:
+        raise ValueError("a bootstrap needs at least one value")
+    rng = random.Random(seed)
+    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))]
+
+
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct n-grams over all n-grams of the texts (lower-cased words): falls when outputs grow alike."""
+    grams = [tuple(words[i : i + n]) for words in (t.lower().split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
