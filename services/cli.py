@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-AUTH_TOKEN_ENV = "RLHF_LOOP_AUTH_TOKEN"
+from services.grpc_client import AUTH_TOKEN_ENV
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -281,6 +281,24 @@ def _loop_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Container health checks: gRPC health SERVING for HOST:PORT, HTTP 200 for a URL."""
+    import urllib.request
+
+    from services.grpc_client import GrpcClient
+
+    try:
+        if args.target.startswith(("http://", "https://")):
+            urllib.request.urlopen(args.target, timeout=args.timeout_s).read()
+        else:
+            with GrpcClient(args.target, tls_ca=args.tls_ca) as client:
+                client.wait_ready(timeout_s=args.timeout_s)
+    except (OSError, TimeoutError) as error:
+        print(f"{args.target}: not healthy ({error})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _loop_history(args: argparse.Namespace) -> int:
     from services.controller.loop_config import LoopConfig
     from services.controller.loop_state import LoopState
@@ -508,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_policy.add_argument("--json", action="store_true", help="one-line JSON")
     bench_policy.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     bench_policy.set_defaults(func=_bench_policy)
+
+    health = commands.add_parser("health", help="exit 0 when a service is healthy (for container health checks)")
+    health.add_argument("target", help="HOST:PORT of a gRPC service (grpc.health.v1), or an http(s) URL")
+    health.add_argument("--timeout-s", type=float, default=5.0)
+    health.add_argument("--tls-ca", type=Path, help="CA certificate of a TLS service")
+    health.set_defaults(func=_health)
 
     demo = commands.add_parser("demo", help="the main job on embedded defaults, offline")
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="services' data and the report")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from labelstudio_backend import labelstudio_server
 from services.controller.gates import Gates
 from services.controller.loop import RlhfLoop
 from services.controller.loop_config import LoopConfig
-from services.controller.progress import RichLoopProgress
+from services.controller.progress import LoopProgress, RichLoopProgress
 from services.service_process import ServiceProcess, free_port
 
 DEMO_GOLD = "services.gold:friendly_and_on_topic"
@@ -36,7 +37,7 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -
         project_title="rlhf-loop demo",
         heldout_prompts=24,
         iterations=iterations,
-        prompts_per_iteration=24,
+        prompts_per_iteration=48,
         candidates=4,
         pool_factor=2,
         annotations_per_task=3,
@@ -44,7 +45,7 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -
         simulate=True,
         simulated_annotators=3,
         gold=DEMO_GOLD,
-        reward_train={"epochs": 3, "learning_rate": 5e-5, "batch_size": 32},
+        reward_train={"epochs": 3, "learning_rate": 1e-4, "batch_size": 32},
         policy_method="grpo",
         policy_train={"max_steps": 16, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 3e-4,
                       "beta": 0.02, "max_new_tokens": 48},
@@ -66,7 +67,7 @@ def run_demo(workdir: Path, iterations: int = 2, samples: int = 4) -> int:
     began = time.monotonic()
     root = Path(workdir).resolve()
     _fresh(root)
-    progress = RichLoopProgress(iterations)
+    progress = RichLoopProgress(iterations) if sys.stderr.isatty() else LoopProgress()  # bars only on a terminal
     say = progress.message
     services: list[ServiceProcess] = []
     labelstudio_dir = root / "label-studio"

@@ -36,6 +36,7 @@ from services.controller.prompt_selection import order_uncertainty, select_promp
 from services.controller.report import build_report, sample_versions, write_report
 from services.errors import PreconditionError
 from services.gold import load_gold_scorer
+from services.grpc_client import AUTH_TOKEN_ENV
 from services.policy.client import PolicyClient
 from services.reward.builtin_preferences import TOPICS
 from services.reward.client import RewardClient
@@ -43,12 +44,16 @@ from services.reward.preferences import dataset_hash
 
 BUILTIN_FORMS = [
     "Write a short, friendly note about {}.", "Tell me something interesting about {}.",
-    "Give me one tip about {}.", "Describe {} in two sentences.",
+    "Give me one tip about {}.", "Describe {} in two sentences.", "What should a beginner know about {}?",
+    "Explain {} to a friend.", "Share a fun fact about {}.", "Write a few encouraging words about {}.",
 ]  # fmt: skip
 
 
 def builtin_prompts() -> list[str]:
-    return [form.format(topic) for topic in TOPICS for form in BUILTIN_FORMS]
+    """Every topic in every form, in a fixed shuffled order: held-out and annotated prompts mix topics and forms."""
+    prompts = [form.format(topic) for topic in TOPICS for form in BUILTIN_FORMS]
+    random.Random(0).shuffle(prompts)
+    return prompts
 
 
 def _key(prompt: str) -> str:
@@ -78,15 +83,16 @@ class RlhfLoop:
         else:
             credentials = load_credentials(Path(config.labelstudio_data_dir) if config.labelstudio_data_dir else None)
             self.labelstudio_url, self.labelstudio_token = credentials.url, credentials.token
+        self.token = os.environ.get(AUTH_TOKEN_ENV) or None  # the services' bearer token, when they require one
         self.project_id: int | None = None
         self.metrics = LoopMetrics()
         if config.metrics_port:
-            self.metrics.serve(config.metrics_port)
+            self.metrics.serve(config.metrics_port, config.metrics_host)
 
     # -- the public API --------------------------------------------------------
     def setup(self) -> dict:
         """Check the services and Label Studio; create the project when it is missing."""
-        with RewardClient(self.config.reward_url) as reward, PolicyClient(self.config.policy_url) as policy:
+        with self._reward_client() as reward, self._policy_client() as policy:
             reward.wait_ready(120)
             policy.wait_ready(600)
             versions = {"reward": reward.info().active_version, "policy": policy.info().active_version}
@@ -128,15 +134,17 @@ class RlhfLoop:
     def report(self, out: Path, samples: int = 4, wall_time_s: float | None = None) -> dict:
         """Judge the initial, every iteration's and the final policy by the gold scorer; write the report files."""
         history = self.state.history()
-        with PolicyClient(self.config.policy_url) as policy:
+        with self._policy_client() as policy:
             listing = policy.list_versions()
         initial, final = listing.versions[0].id, listing.active
-        versions = [initial, *(r["policy_version"] for r in history if r["stage"] == "done"), final]
+        versions = [initial, *(r["policy_version"] for r in history if r["stage"] == "done" and r["policy_version"]),
+                    final]  # fmt: skip
         self.report.message(f"report: {samples} samples of {len(self.heldout)} held-out prompts from {versions}")
-        drawn = sample_versions(
-            self.config.policy_url, versions, self.heldout, self.gold, samples=samples, seed=self.config.eval_seed,
-            max_new_tokens=self.config.max_new_tokens,
-        )  # fmt: skip
+        with self._policy_client(3600) as policy:
+            drawn = sample_versions(
+                policy, versions, self.heldout, self.gold, samples=samples, seed=self.config.eval_seed,
+                max_new_tokens=self.config.max_new_tokens,
+            )  # fmt: skip
         if wall_time_s is None:  # the time the stages took, over every run of the loop
             wall_time_s = sum(sum(r.get("seconds", {}).values()) for r in history)
         result = build_report(history, drawn, initial, final, wall_time_s=wall_time_s, seed=self.config.seed)
@@ -174,6 +182,12 @@ class RlhfLoop:
                 delay = min(delay * 2, 30.0)
 
     # -- stages ----------------------------------------------------------------
+    def _reward_client(self, timeout_s: float = 30.0) -> RewardClient:
+        return RewardClient(self.config.reward_url, token=self.token, timeout_s=timeout_s)
+
+    def _policy_client(self, timeout_s: float = 30.0) -> PolicyClient:
+        return PolicyClient(self.config.policy_url, token=self.token, timeout_s=timeout_s)
+
     def _labelstudio(self):
         return labelstudio_client(self.labelstudio_url, self.labelstudio_token)
 
@@ -185,13 +199,13 @@ class RlhfLoop:
         rng = random.Random(self.config.seed * 1000 + number)
         pool = rng.sample(available, min(len(available), self.config.prompts_per_iteration * self.config.pool_factor))
         k = 2 if TEMPLATES[self.config.template].pairwise else self.config.candidates
-        with PolicyClient(self.config.policy_url, timeout_s=1800) as policy:
+        with self._policy_client(1800) as policy:
             reply = policy.generate(
                 pool, n=k, max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number
             )
         candidates = [[c.text for c in row.completions] for row in reply.results]
         usable = [i for i, texts in enumerate(candidates) if all(t.strip() for t in texts)]
-        with RewardClient(self.config.reward_url, timeout_s=600) as reward:
+        with self._reward_client(600) as reward:
             uncertainty = [order_uncertainty(reward.rank(pool[i], candidates[i]).probabilities) for i in usable]
         chosen = select_prompts(
             uncertainty, self.config.prompts_per_iteration, self.config.selection, self.config.random_share, rng
@@ -259,7 +273,7 @@ class RlhfLoop:
 
     def _reward(self, number: int, record: dict) -> dict:
         rankings = self.store.rankings(self.project_id)
-        with RewardClient(self.config.reward_url, timeout_s=3600) as reward:
+        with self._reward_client(3600) as reward:
             # A version of exactly this data may exist if the loop died after training finished.
             done = [v for v in reward.list_versions().versions if v.data_hash == dataset_hash(rankings)]
             if done:
@@ -277,7 +291,10 @@ class RlhfLoop:
 
     def _policy(self, number: int, record: dict) -> dict:
         c = self.config
-        with PolicyClient(c.policy_url, timeout_s=6 * 3600) as policy:
+        if c.policy_method != "dpo" and not self._trained_reward_model_serves():
+            # Optimising against the untrained base reward model would only teach the policy noise.
+            return {"policy_version": None, "policy_skipped": "no trained reward model has passed its gate yet"}
+        with self._policy_client(6 * 3600) as policy:
             if c.policy_method == "dpo":
                 request = {"rankings": self.store.rankings(self.project_id)}
             else:
@@ -291,6 +308,11 @@ class RlhfLoop:
             events = self._follow(stream, f"policy {c.policy_method} step")
         return {"policy_version": events[-1].version.id, "policy_started_from": start}
 
+    def _trained_reward_model_serves(self) -> bool:
+        with self._reward_client() as reward:
+            listing = reward.list_versions()
+        return listing.active != listing.versions[0].id  # the first version is the untrained base
+
     def _follow(self, stream, label: str) -> list:
         """All events of a training stream, its steps shown as they come."""
         events = []
@@ -301,7 +323,9 @@ class RlhfLoop:
         return events
 
     def _evaluate(self, number: int, record: dict) -> dict:
-        with PolicyClient(self.config.policy_url, timeout_s=3600) as policy:
+        if record["policy_version"] is None:
+            return {}
+        with self._policy_client(3600) as policy:
             result = policy.evaluate(
                 record["policy_version"], self.heldout, max_new_tokens=self.config.max_new_tokens,
                 seed=self.config.eval_seed,
@@ -317,9 +341,12 @@ class RlhfLoop:
         return evaluation
 
     def _decide(self, number: int, record: dict) -> dict:
-        reasons = policy_gate(record["win_rate"], record["kl"], self.config.gates)
+        if record["policy_version"] is None:
+            reasons = [record["policy_skipped"]]
+        else:
+            reasons = policy_gate(record["win_rate"], record["kl"], self.config.gates)
         if not reasons:
-            with PolicyClient(self.config.policy_url) as policy:
+            with self._policy_client() as policy:
                 policy.promote(record["policy_version"])
         decision = "promote" if not reasons else "rollback"
         self.progress(f"iteration {number}: {decision}" + (f" ({'; '.join(reasons)})" if reasons else ""))

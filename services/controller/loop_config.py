@@ -46,6 +46,7 @@ class LoopConfig:
     gates: Gates = field(default_factory=Gates)
     seed: int = 0
     metrics_port: int = 0  # 0: no /metrics endpoint
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for Prometheus on another host
     service_retry_s: float = 1800.0  # how long an unavailable service is waited for before the run fails
 
     @classmethod

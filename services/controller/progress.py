@@ -31,7 +31,7 @@ class RichLoopProgress(LoopProgress):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, log_path=False)
         self.bars = Progress(
             TextColumn("{task.description}", style="bold"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=self.console,

@@ -47,7 +47,7 @@ class VersionSamples:
 
 
 def sample_versions(
-    policy_url: str,
+    policy: PolicyClient,
     versions: Sequence[str],
     prompts: Sequence[str],
     gold: GoldScorer,
@@ -58,17 +58,16 @@ def sample_versions(
 ) -> dict[str, VersionSamples]:
     """Every version answers every prompt `samples` times, with the same seed (common random numbers)."""
     result = {}
-    with PolicyClient(policy_url, timeout_s=3600) as policy:
-        chunk = policy.info().max_prompts
-        for version in dict.fromkeys(versions):
-            texts: list[list[str]] = []
-            for start in range(0, len(prompts), chunk):
-                reply = policy.generate(
-                    prompts[start : start + chunk], n=samples, version=version, seed=seed, max_new_tokens=max_new_tokens
-                )
-                texts += [[c.text for c in row.completions] for row in reply.results]
-            scores = [[gold(p, t) for t in row] for p, row in zip(prompts, texts, strict=True)]
-            result[version] = VersionSamples(version, texts, scores)
+    chunk = policy.info().max_prompts
+    for version in dict.fromkeys(versions):
+        texts: list[list[str]] = []
+        for start in range(0, len(prompts), chunk):
+            reply = policy.generate(
+                prompts[start : start + chunk], n=samples, version=version, seed=seed, max_new_tokens=max_new_tokens
+            )
+            texts += [[c.text for c in row.completions] for row in reply.results]
+        scores = [[gold(p, t) for t in row] for p, row in zip(prompts, texts, strict=True)]
+        result[version] = VersionSamples(version, texts, scores)
     return result
 
 
@@ -94,7 +93,7 @@ def iteration_rows(history: Sequence[dict], samples: dict[str, VersionSamples]) 
     for record in history:
         if record.get("stage") != "done":
             continue
-        drawn = samples.get(record["policy_version"])
+        drawn = samples.get(record.get("policy_version"))
         agreement, accuracy = _number(record.get("agreement")), _number(record.get("rm_accuracy"))
         rows.append({
             "iteration": record["iteration"],
@@ -105,7 +104,7 @@ def iteration_rows(history: Sequence[dict], samples: dict[str, VersionSamples]) 
             "rm_accuracy": accuracy,
             "rm_accuracy_vs_annotators": accuracy / agreement if accuracy and agreement else None,
             "reward_promoted": not record.get("rm_reasons"),
-            "policy_version": record["policy_version"],
+            "policy_version": record.get("policy_version"),
             "policy_started_from": record.get("policy_started_from"),
             "proxy_win_rate_vs_previous": record.get("win_rate"),
             "gold_win_rate_vs_previous": record.get("gold_win_rate"),

@@ -10,6 +10,7 @@ from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.preference_store import PreferenceStore
 from services.controller.loop_state import LoopState
+from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
 from services.service_process import ServiceProcess
 
@@ -124,11 +125,32 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
 def test_an_impossible_gate_rolls_back(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-gate", iterations=1, gates={"min_win_rate": 1.01}, seed=5)
+    gates = {"min_rm_accuracy": 0.0, "min_win_rate": 1.01}
+    write_config(config, labelstudio, reward, policy, "loop-gate", iterations=1, gates=gates, seed=5)
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = json.loads(result.stdout)
     assert record["decision"] == "rollback" and "win-rate" in record["policy_reasons"][0]
+
+
+def test_no_policy_is_trained_before_a_reward_model_passes_its_gate(labelstudio, services, tiny_model_dir, tmp_path):
+    _, policy = services
+    fresh_reward = start_reward(tiny_model_dir, tmp_path)  # only its untrained base version serves
+    try:
+        config = tmp_path / "loop.toml"
+        write_config(config, labelstudio, fresh_reward, policy, "loop-no-rm", iterations=1,
+                     gates={"min_rm_accuracy": 1.01}, seed=7)  # fmt: skip
+        with PolicyClient(policy.target) as client:
+            versions_before = len(client.list_versions().versions)
+        result = loop("run", "--config", str(config))
+        assert result.returncode == 0, result.stderr[-3000:]
+        (record,) = json.loads(result.stdout)
+        assert record["rm_reasons"] and record["policy_version"] is None and record["decision"] == "rollback"
+        assert record["policy_reasons"] == ["no trained reward model has passed its gate yet"]
+        with PolicyClient(policy.target) as client:
+            assert len(client.list_versions().versions) == versions_before
+    finally:
+        fresh_reward.stop()
 
 
 @pytest.mark.parametrize(
