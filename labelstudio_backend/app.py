@@ -27,7 +27,13 @@ from labelstudio_backend.preference_store import PreferenceStore, pairwise_agree
 from labelstudio_backend.project_setup import labelstudio_client, project_candidates
 from labelstudio_backend.results import ResultRejectedError, task_candidates
 from labelstudio_backend.templates import template_of
-from labelstudio_backend.webhooks import ANNOTATION_EVENTS, Outcome, handle_annotation_event, handle_annotations_deleted
+from labelstudio_backend.webhooks import (
+    ANNOTATION_EVENTS,
+    WEBHOOK_SECRET_HEADER,
+    Outcome,
+    handle_annotation_event,
+    handle_annotations_deleted,
+)
 from services.errors import InvalidRequestError, ServiceError
 from services.grpc_client import open_aio_channel
 from services.grpc_runtime import metrics_route
@@ -47,6 +53,7 @@ class BackendConfig:
     reward_token: str | None = None
     reward_tls_ca: Path | None = None
     basic_auth: tuple[str, str] | None = None  # (user, password)
+    webhook_secret: str | None = None  # required in WEBHOOK_SECRET_HEADER of /webhook when set
     candidates: int = 4
     labelstudio_url: str | None = None  # for writing candidates into tasks
     labelstudio_token: str | None = None
@@ -71,6 +78,20 @@ def _basic_auth_middleware(user: str, password: str):
                 status=401,
                 headers={"WWW-Authenticate": 'Basic realm="rlhf-loop"'},
             )
+        return await handler(request)
+
+    return check
+
+
+def _webhook_secret_middleware(secret: str):
+    expected = secret.encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        given = request.headers.get(WEBHOOK_SECRET_HEADER, "").encode()
+        if request.path == "/webhook" and not hmac.compare_digest(given, expected):
+            refusal = {"error": f"webhooks need the shared secret in {WEBHOOK_SECRET_HEADER}"}
+            return web.json_response(refusal, status=401)
         return await handler(request)
 
     return check
@@ -244,6 +265,8 @@ async def _errors_to_status(request: web.Request, handler):
 
 def build_app(backend: Backend) -> web.Application:
     middlewares = [_errors_to_status]
+    if backend.config.webhook_secret:
+        middlewares.insert(0, _webhook_secret_middleware(backend.config.webhook_secret))
     if backend.config.basic_auth:
         middlewares.insert(0, _basic_auth_middleware(*backend.config.basic_auth))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)

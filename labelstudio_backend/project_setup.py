@@ -6,6 +6,7 @@ import base64
 from dataclasses import dataclass
 
 from labelstudio_backend.templates import TEMPLATES
+from labelstudio_backend.webhooks import WEBHOOK_SECRET_HEADER
 from services.errors import InvalidRequestError
 
 WEBHOOK_ACTIONS = ["TASKS_CREATED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
@@ -32,6 +33,7 @@ def init_project(
     title: str,
     backend_url: str,
     basic_auth: tuple[str, str] | None = None,
+    webhook_secret: str | None = None,
     candidates: int = 4,
 ) -> ProjectSetup:
     """Find or create the project, its ML backend connection and its annotation webhook."""
@@ -61,6 +63,8 @@ def init_project(
     if basic_auth:
         token = base64.b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
+    if webhook_secret:
+        headers[WEBHOOK_SECRET_HEADER] = webhook_secret
     wanted = {"actions": WEBHOOK_ACTIONS, "headers": headers, "send_payload": True, "send_for_all_actions": False}
     # Connecting an ML backend makes Label Studio add its own webhook to <url>/webhook (all
     # actions, no auth header): take that one over rather than adding a second.

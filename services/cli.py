@@ -151,6 +151,7 @@ def _labelstudio_down(args: argparse.Namespace) -> int:
 
 def _serve_backend(args: argparse.Namespace) -> int:
     from labelstudio_backend.app import BackendConfig, main
+    from labelstudio_backend.webhooks import WEBHOOK_SECRET_ENV
     from services.policy.train_worker import REWARD_TOKEN_ENV
     from services.structured_logging import configure_logging
 
@@ -163,6 +164,7 @@ def _serve_backend(args: argparse.Namespace) -> int:
         reward_target=args.reward_url,
         reward_token=os.environ.get(REWARD_TOKEN_ENV) or None,
         basic_auth=_basic_auth(args),
+        webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
         candidates=args.candidates,
         labelstudio_url=url,
         labelstudio_token=token,
@@ -175,6 +177,7 @@ def _serve_backend(args: argparse.Namespace) -> int:
 
 def _project_init(args: argparse.Namespace) -> int:
     from labelstudio_backend.project_setup import init_project, labelstudio_client
+    from labelstudio_backend.webhooks import WEBHOOK_SECRET_ENV
 
     url, token = _labelstudio(args)
     setup = init_project(
@@ -183,6 +186,7 @@ def _project_init(args: argparse.Namespace) -> int:
         title=args.title,
         backend_url=args.backend_url,
         basic_auth=_basic_auth(args),
+        webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
         candidates=args.candidates,
     )
     print(json.dumps(vars(setup) | {"url": f"{url}/projects/{setup.project_id}"}, indent=2))
@@ -325,6 +329,36 @@ def _bench_reward(args: argparse.Namespace) -> int:
     return 0 if report["targets_met"] or not args.check else 1
 
 
+def _bench_load(args: argparse.Namespace) -> int:
+    from services.load_bench import run_load_benchmark
+
+    report = run_load_benchmark(args.model, args.clients, args.seconds, args.overload_seconds)
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0 if report["targets_met"] or not args.check else 1
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from services.chaos import run_chaos
+
+    report = run_chaos(args.seed, args.kills, iterations=args.iterations)
+    print(json.dumps(report, indent=2))
+    print(f"kills survived: {report['kills_survived']}", file=sys.stderr)
+    return 0 if report["passed"] else 1
+
+
+def _reliability(args: argparse.Namespace) -> int:
+    from services.reliability import ROOT, run_checks, write
+
+    docs = ROOT / "docs"
+    figures = (
+        json.loads((docs / "reliability.json").read_text())
+        if args.render_only
+        else run_checks(args.load_seconds, args.chaos_seed, args.chaos_kills)
+    )
+    print(f"wrote {write(figures, docs)}", file=sys.stderr)
+    return 0
+
+
 def _bench_policy(args: argparse.Namespace) -> int:
     from services.policy.bench import run_policy_benchmark
 
@@ -415,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     backend.add_argument("--policy-url", help="policy service HOST:PORT: new prompt-only tasks get candidates")
     backend.add_argument("--candidates", type=int, default=4, help="candidates per task (Pairwise: 2)")
     backend.add_argument("--max-new-tokens", type=int, default=64)
-    backend.add_argument("--basic-auth-user", help=f"require basic auth (password in ${BACKEND_PASSWORD_ENV})")
+    backend.add_argument(
+        "--basic-auth-user",
+        help=f"require basic auth (password in ${BACKEND_PASSWORD_ENV}); webhooks may also need a shared "
+        "secret: set $RLHF_LOOP_WEBHOOK_SECRET here and for `project init`",
+    )
     backend.add_argument("--log-level", default="INFO")
     _add_labelstudio_options(backend)
     backend.set_defaults(func=_serve_backend)
@@ -526,6 +564,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench_policy.add_argument("--json", action="store_true", help="one-line JSON")
     bench_policy.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     bench_policy.set_defaults(func=_bench_policy)
+
+    bench_load = bench.add_parser("load", help="reward Score + backend /predict under load, then overload")
+    bench_load.add_argument("--model", default="minilm")
+    bench_load.add_argument("--clients", type=int, default=64)
+    bench_load.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase")
+    bench_load.add_argument("--overload-seconds", type=float, default=20.0)
+    bench_load.add_argument("--json", action="store_true", help="one-line JSON")
+    bench_load.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    bench_load.set_defaults(func=_bench_load)
+
+    chaos = commands.add_parser("chaos", help="kill -9 parts of a running loop at random moments; check the result")
+    chaos.add_argument("--seed", type=int, default=0)
+    chaos.add_argument("--kills", type=int, default=5)
+    chaos.add_argument("--iterations", type=int, default=2)
+    chaos.set_defaults(func=_chaos)
+
+    reliability = commands.add_parser(
+        "reliability", help="run load, fuzzing, chaos, security; write docs/RELIABILITY.md"
+    )
+    reliability.add_argument("--load-seconds", type=float, default=60.0)
+    reliability.add_argument("--chaos-seed", type=int, default=1)
+    reliability.add_argument("--chaos-kills", type=int, default=5)
+    reliability.add_argument("--render-only", action="store_true", help="re-render the page from docs/reliability.json")
+    reliability.set_defaults(func=_reliability)
 
     health = commands.add_parser("health", help="exit 0 when a service is healthy (for container health checks)")
     health.add_argument("target", help="HOST:PORT of a gRPC service (grpc.health.v1), or an http(s) URL")

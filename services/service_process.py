@@ -77,10 +77,17 @@ class ServiceProcess:
 
     def peak_rss_bytes(self) -> int:
         """The process's peak resident set size so far (Linux VmHWM)."""
+        return self._status_kb("VmHWM") * 1024
+
+    def rss_bytes(self) -> int:
+        """The process's resident set size now (Linux VmRSS)."""
+        return self._status_kb("VmRSS") * 1024
+
+    def _status_kb(self, field: str) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("VmHWM not available")
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"{field} not available")
 
     def log(self) -> str:
         return self.log_path.read_text()

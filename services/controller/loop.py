@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import httpx
 
 from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, default_data_dir, load_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
@@ -171,13 +172,14 @@ class RlhfLoop:
         while True:
             try:
                 return getattr(self, f"_{name}")(number, record)
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or (time.monotonic() > deadline):
+            except (grpc.RpcError, httpx.TransportError) as error:
+                # Label Studio unreachable (httpx, under its SDK) counts as unavailable too.
+                unavailable = isinstance(error, httpx.TransportError) or error.code() == grpc.StatusCode.UNAVAILABLE
+                if not unavailable or time.monotonic() > deadline:
                     raise
                 self.metrics.service_retries.inc()
-                self.progress(
-                    f"iteration {number}: {name}: service unavailable ({error.details()}); retry in {delay:.0f}s"
-                )
+                reason = error.details() if isinstance(error, grpc.RpcError) else f"Label Studio: {error}"
+                self.progress(f"iteration {number}: {name}: service unavailable ({reason}); retry in {delay:.0f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -200,10 +202,9 @@ class RlhfLoop:
         pool = rng.sample(available, min(len(available), self.config.prompts_per_iteration * self.config.pool_factor))
         k = 2 if TEMPLATES[self.config.template].pairwise else self.config.candidates
         with self._policy_client(1800) as policy:
-            reply = policy.generate(
-                pool, n=k, max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number
+            candidates, generated_by = policy.generate_texts(
+                pool, k, max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number
             )
-        candidates = [[c.text for c in row.completions] for row in reply.results]
         usable = [i for i, texts in enumerate(candidates) if all(t.strip() for t in texts)]
         with self._reward_client(600) as reward:
             uncertainty = [order_uncertainty(reward.rank(pool[i], candidates[i]).probabilities) for i in usable]
@@ -215,7 +216,7 @@ class RlhfLoop:
              "uncertainty": c.uncertainty}
             for c in chosen
         ]  # fmt: skip
-        return {"selected": selected, "generated_by": reply.version}
+        return {"selected": selected, "generated_by": generated_by}
 
     def _tasks(self, number: int, record: dict) -> dict:
         client = self._labelstudio()

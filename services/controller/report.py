@@ -58,14 +58,8 @@ def sample_versions(
 ) -> dict[str, VersionSamples]:
     """Every version answers every prompt `samples` times, with the same seed (common random numbers)."""
     result = {}
-    chunk = policy.info().max_prompts
     for version in dict.fromkeys(versions):
-        texts: list[list[str]] = []
-        for start in range(0, len(prompts), chunk):
-            reply = policy.generate(
-                prompts[start : start + chunk], n=samples, version=version, seed=seed, max_new_tokens=max_new_tokens
-            )
-            texts += [[c.text for c in row.completions] for row in reply.results]
+        texts, _ = policy.generate_texts(prompts, samples, version=version, seed=seed, max_new_tokens=max_new_tokens)
         scores = [[gold(p, t) for t in row] for p, row in zip(prompts, texts, strict=True)]
         result[version] = VersionSamples(version, texts, scores)
     return result

@@ -37,6 +37,22 @@ class PolicyClient(VersionCalls, GrpcClient):
         )
         return self.call(self.stub.Generate, request, timeout_s=timeout_s)
 
+    def generate_texts(
+        self, prompts: Sequence[str], n: int = 1, *, version: str = "", **sampling_params
+    ) -> tuple[list[list[str]], str]:
+        """(completion texts per prompt, the version that wrote them) for any number of prompts.
+
+        Splits the prompts into Generate calls of the server's max_prompts.
+        """
+        chunk = self.info().max_prompts
+        texts: list[list[str]] = []
+        served_by = version
+        for start in range(0, len(prompts), chunk):
+            reply = self.generate(prompts[start : start + chunk], n, version=version, **sampling_params)
+            texts += [[c.text for c in row.completions] for row in reply.results]
+            served_by = reply.version
+        return texts, served_by
+
     def train(
         self,
         *,

@@ -1,9 +1,11 @@
 """The loop end to end: tiny models, real services and Label Studio, simulated annotators."""
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 from label_studio_sdk import LabelStudio
@@ -16,11 +18,17 @@ from services.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
+# The services require a bearer token, as in production; no secret may show up in a log or a metric.
+TOKEN = "loop-test-token-4e1b9c"
+WITH_TOKEN = {"RLHF_LOOP_AUTH_TOKEN": TOKEN}
+OUTPUTS: list[str] = []  # what every `loop` command printed, for the secrets check at the end
+
 
 def start_reward(tiny_model_dir, root, port=None) -> ServiceProcess:
     reward = ServiceProcess(
-        "reward", ["--registry", str(root / "reward"), "--model", str(tiny_model_dir)], root / "r.log", port=port
-    )
+        "reward", ["--registry", str(root / "reward"), "--model", str(tiny_model_dir)], root / "r.log", port=port,
+        env=WITH_TOKEN,
+    )  # fmt: skip
     reward.wait_ready()
     return reward
 
@@ -34,7 +42,7 @@ def running(tiny_model_dir, tmp_path_factory):
         "policy",
         ["--registry", str(root / "policy"), "--model", str(tiny_model_dir), "--reward-url", reward.target,
          "--gold-scorer", "services.gold:vader_positivity"],
-        root / "p.log",
+        root / "p.log", env={**WITH_TOKEN, "RLHF_LOOP_REWARD_TOKEN": TOKEN},
     )  # fmt: skip
     policy.wait_ready()
     state = {"reward": reward, "policy": policy, "root": root}
@@ -72,7 +80,10 @@ def write_config(path, labelstudio, reward, policy, title: str, **overrides) -> 
 
 
 def loop(*args):
-    return subprocess.run([sys.executable, "-m", "services.cli", "loop", *args], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "services.cli", "loop", *args], capture_output=True, text=True,
+                            env={**os.environ, **WITH_TOKEN})  # fmt: skip
+    OUTPUTS.append(result.stdout + result.stderr)
+    return result
 
 
 def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
@@ -88,7 +99,7 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
         assert r["reward_version"].startswith("reward-") and r["policy_version"].startswith("policy-")
         assert r["decision"] == "promote" and 0 <= r["win_rate"] <= 1 and "gold_win_rate" in r
     assert history[0]["task_ids"] != history[1]["task_ids"]
-    with RewardClient(reward.target) as client:
+    with RewardClient(reward.target, token=TOKEN) as client:
         assert client.info().active_version == history[1]["reward_version"]
     # The store equals Label Studio's export.
     admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
@@ -140,14 +151,14 @@ def test_no_policy_is_trained_before_a_reward_model_passes_its_gate(labelstudio,
         config = tmp_path / "loop.toml"
         write_config(config, labelstudio, fresh_reward, policy, "loop-no-rm", iterations=1,
                      gates={"min_rm_accuracy": 1.01}, seed=7)  # fmt: skip
-        with PolicyClient(policy.target) as client:
+        with PolicyClient(policy.target, token=TOKEN) as client:
             versions_before = len(client.list_versions().versions)
         result = loop("run", "--config", str(config))
         assert result.returncode == 0, result.stderr[-3000:]
         (record,) = json.loads(result.stdout)
         assert record["rm_reasons"] and record["policy_version"] is None and record["decision"] == "rollback"
         assert record["policy_reasons"] == ["no trained reward model has passed its gate yet"]
-        with PolicyClient(policy.target) as client:
+        with PolicyClient(policy.target, token=TOKEN) as client:
             assert len(client.list_versions().versions) == versions_before
     finally:
         fresh_reward.stop()
@@ -184,7 +195,7 @@ def wait_for_stage(state_url: str, stage: str, process, timeout_s: float = 300) 
 def start_loop(config) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "loop", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **WITH_TOKEN},
     )  # fmt: skip
 
 
@@ -197,7 +208,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
         policy_train={"max_steps": 40, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4},
     )  # fmt: skip
     state_url = f"sqlite:///{tmp_path / 'loop-kill-state.db'}"
-    with RewardClient(reward.target) as client:
+    with RewardClient(reward.target, token=TOKEN) as client:
         reward_before = len(client.list_versions().versions)
     policy_registry = running["root"] / "policy"
     policy_before = len(list((policy_registry / "versions").iterdir()))
@@ -207,7 +218,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     time.sleep(1.0)  # mid-training
     controller.kill()
     controller.wait()
-    with RewardClient(reward.target) as client:
+    with RewardClient(reward.target, token=TOKEN) as client:
         for _ in range(100):
             if not client.info().training:
                 break
@@ -226,7 +237,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = json.loads(result.stdout)
     assert record["stage"] == "done"
-    with RewardClient(reward.target) as client:
+    with RewardClient(reward.target, token=TOKEN) as client:
         assert len(client.list_versions().versions) == reward_before + 1  # no duplicate version
     assert len(list((policy_registry / "versions").iterdir())) == policy_before + 1
     admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
@@ -260,7 +271,7 @@ def test_start_training_from_the_backend_triggers_an_iteration(labelstudio, serv
     state = LoopState(f"sqlite:///{tmp_path / 'loop-watch-state.db'}")
     watcher = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "loop", "watch", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **WITH_TOKEN},
     )  # fmt: skip
     try:
         time.sleep(10)
@@ -277,3 +288,15 @@ def test_start_training_from_the_backend_triggers_an_iteration(labelstudio, serv
     finally:
         watcher.kill()
         watcher.wait()
+
+
+def test_no_token_or_password_in_any_log_or_metric(labelstudio, running):
+    """Runs last: greps every log and output of the runs above, and the services' metrics, for secrets."""
+    secrets = [TOKEN, labelstudio.password, labelstudio.token]
+    texts = [path.read_text(errors="replace") for path in running["root"].rglob("*.log")] + OUTPUTS
+    texts += [
+        urllib.request.urlopen(f"{running[s].http}/metrics", timeout=10).read().decode() for s in ("reward", "policy")
+    ]
+    assert len(texts) >= 4 and any("iteration 1" in t for t in OUTPUTS)
+    for secret in secrets:
+        assert not any(secret in text for text in texts), "a secret leaked"

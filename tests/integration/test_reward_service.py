@@ -18,6 +18,7 @@ from services.reward.builtin_preferences import synthetic_rankings
 from services.reward.client import RewardClient
 from services.reward.preferences import Ranking, group_pairs_by_prompt
 from services.service_process import ServiceProcess
+from tests.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -237,28 +238,7 @@ def test_auth_token_is_required_on_every_rpc_but_health(tiny_model_dir, tmp_path
 
 
 def test_tls_with_a_self_signed_certificate(tiny_model_dir, tmp_path):
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(tmp_path / "key.pem"),
-            "-out",
-            str(tmp_path / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     process = ServiceProcess(
         "reward",
         [
@@ -267,14 +247,14 @@ def test_tls_with_a_self_signed_certificate(tiny_model_dir, tmp_path):
             "--model",
             str(tiny_model_dir),
             "--tls-cert",
-            str(tmp_path / "cert.pem"),
+            str(cert),
             "--tls-key",
-            str(tmp_path / "key.pem"),
+            str(key),
         ],
         tmp_path / "reward.log",
     )
     try:
-        with RewardClient(process.target, tls_ca=tmp_path / "cert.pem") as secure:
+        with RewardClient(process.target, tls_ca=cert) as secure:
             secure.wait_ready(120)
             assert len(secure.score([("p", "r")])[0]) == 1
         with RewardClient(process.target, retries=0, timeout_s=5) as plaintext:

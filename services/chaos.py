@@ -1,0 +1,220 @@
+"""`rlhf-loop chaos --seed S --kills N`: kill -9 parts of a running loop at random moments, then check the result.
+
+A full loop runs on tiny models with a real Label Studio, the reward and
+policy services, the backend (wired to the project's webhooks) and simulated
+annotators. At seeded random moments a randomly chosen part -- the
+controller, the reward service, the policy service, the backend or Label
+Studio -- is killed with SIGKILL and restarted. At the end:
+
+- the loop finished its iterations;
+- the preference store equals Label Studio's export, ranking for ranking;
+- every task has exactly its annotations, one per annotator: none lost, none twice;
+- every registry version is complete and loads;
+- the active versions are ones that passed their gates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from labelstudio_backend import labelstudio_server
+from labelstudio_backend.preference_store import PreferenceStore
+from labelstudio_backend.project_setup import init_project, labelstudio_client
+from labelstudio_backend.webhooks import preference_from_annotation
+from services.controller.loop_state import LoopState
+from services.model_registry import ModelRegistry
+from services.service_process import ServiceProcess, free_port
+from services.tiny_model import build_tiny_llama
+
+COMPONENTS = ("controller", "reward", "policy", "backend", "labelstudio")
+PROJECT = "chaos"
+
+
+def _say(message: str) -> None:
+    print(f"[chaos] {message}", file=sys.stderr, flush=True)
+
+
+class Stack:
+    """The parts of a loop as processes on fixed ports, each restartable after a kill."""
+
+    def __init__(self, root: Path, model: Path, iterations: int, seed: int):
+        self.root, self.model = root, model
+        self.ports = {name: free_port() for name in ("labelstudio", "reward", "policy", "backend")}
+        self.labelstudio_dir = root / "label-studio"
+        self.store_url = f"sqlite:///{root / 'preferences.db'}"
+        self.state_url = f"sqlite:///{root / 'loop-state.db'}"
+        self.config = root / "loop.toml"
+        self.processes: dict[str, ServiceProcess] = {}
+        self.controller: subprocess.Popen | None = None
+        self.controller_runs = 0
+        settings = {
+            "state_url": self.state_url, "store_url": self.store_url,
+            "reward_url": f"127.0.0.1:{self.ports['reward']}", "policy_url": f"127.0.0.1:{self.ports['policy']}",
+            "labelstudio_data_dir": str(self.labelstudio_dir), "project_title": PROJECT, "iterations": iterations,
+            "prompts_per_iteration": 4, "candidates": 3, "heldout_prompts": 4, "max_new_tokens": 8, "simulate": True,
+            "simulated_annotators": 2, "annotations_per_task": 2, "seed": seed, "service_retry_s": 600,
+        }  # fmt: skip
+        tables = {
+            "reward_train": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16},
+            "policy_train": {"max_steps": 6, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4,
+                             "learning_rate": 1e-2},
+            "gates": {"min_rm_accuracy": 0.0, "min_win_rate": 0.0},
+        }  # fmt: skip
+        lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        for name, table in tables.items():
+            lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items())]
+        self.config.write_text("\n".join(lines) + "\n")
+
+    # -- starting ------------------------------------------------------------
+    def start(self, name: str) -> None:
+        if name == "labelstudio":
+            deadline = time.monotonic() + 60
+            while not labelstudio_server.port_is_free(self.ports["labelstudio"]) and time.monotonic() < deadline:
+                time.sleep(0.5)  # the killed server's socket lingers a moment
+            labelstudio_server.up(self.ports["labelstudio"], self.labelstudio_dir, progress=_say)
+        elif name == "controller":
+            log = open(self.root / f"controller-{self.controller_runs}.log", "w")  # noqa: SIM115 - the child's
+            self.controller = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "loop", "run", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self.controller_runs += 1
+        else:
+            self.processes[name] = process = ServiceProcess(name, self._args(name), self.root / f"{name}.log",
+                                                            port=self.ports[name])  # fmt: skip
+            process.wait_ready(300)
+
+    def _args(self, name: str) -> list[str]:
+        reward = f"127.0.0.1:{self.ports['reward']}"
+        if name == "reward":
+            return ["--registry", str(self.root / "reward"), "--model", str(self.model)]
+        if name == "policy":
+            return ["--registry", str(self.root / "policy"), "--model", str(self.model), "--reward-url", reward,
+                    "--gold-scorer", "services.gold:vader_positivity"]  # fmt: skip
+        return ["--store", self.store_url, "--reward-url", reward]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, no warning, as a crashed machine would."""
+        if name == "labelstudio":
+            pid = int((self.labelstudio_dir / labelstudio_server.PID_FILE).read_text())
+            os.killpg(pid, signal.SIGKILL)
+            labelstudio_server.down(self.labelstudio_dir, timeout_s=1)  # forget the dead process
+        elif name == "controller":
+            if self.controller and self.controller.poll() is None:
+                self.controller.kill()
+                self.controller.wait()
+        else:
+            process = self.processes[name].process
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        if self.controller and self.controller.poll() is None:
+            self.controller.kill()
+        for process in self.processes.values():
+            process.stop()
+        labelstudio_server.down(self.labelstudio_dir)
+
+    def done(self) -> bool:
+        history = LoopState(self.state_url).history()
+        return bool(history) and all(r["stage"] == "done" for r in history)
+
+
+def _check(stack: Stack, iterations: int) -> dict:
+    """What must hold after any number of kills."""
+    history = LoopState(stack.state_url).history()
+    credentials = labelstudio_server.load_credentials(stack.labelstudio_dir)
+    client = labelstudio_client(credentials.url, credentials.token)
+    project = next(p for p in client.projects.list() if p.title == PROJECT)
+    exported = client.projects.exports.as_json(project.id)
+    store = PreferenceStore(stack.store_url)
+    stored = {p.annotation_id: p for p in store.all(project.id)}
+    expected = {
+        a["id"]: preference_from_annotation(a, task, project.id, project.label_config)
+        for task in exported
+        for a in task["annotations"]
+    }
+    per_task = [sorted(str(a["completed_by"]) for a in task["annotations"]) for task in exported]
+    checks = {
+        "iterations_finished": [r["iteration"] for r in history if r["stage"] == "done"]
+        == list(range(1, iterations + 1)),
+        "store_equals_export": {k: v.ranking.tiers for k, v in stored.items()}
+        == {k: v.ranking.tiers for k, v in expected.items()},
+        "each_task_ranked_once_per_annotator": all(len(a) == 2 and len(set(a)) == 2 for a in per_task),
+        "no_duplicate_tasks": len(exported) == 4 * iterations,
+    }
+    checks |= _registries_load(stack)
+    reward, policy = ModelRegistry(stack.root / "reward", "reward"), ModelRegistry(stack.root / "policy", "policy")
+    passed_rm = {r["reward_version"] for r in history if not r.get("rm_reasons")} | {reward.list()[0].id}
+    promoted = {r["policy_version"] for r in history if r.get("decision") == "promote"} | {policy.list()[0].id}
+    checks["active_reward_passed_its_gate"] = reward.active in passed_rm
+    checks["active_policy_passed_its_gate"] = policy.active in promoted
+    return checks
+
+
+def _registries_load(stack: Stack) -> dict:
+    """Every version of both registries loads the way the services load it."""
+    from services.policy.policy_model import PolicyModel
+    from services.reward.scorer import RewardScorer
+
+    for version in ModelRegistry(stack.root / "reward", "reward").list():
+        RewardScorer.load(version.path, version.id, max_length=64).score([])
+    policy = PolicyModel(stack.model)
+    for version in ModelRegistry(stack.root / "policy", "policy").list():
+        with policy.lock, policy.using(version):
+            pass
+    return {"registry_versions_load": True}
+
+
+def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 1800.0) -> dict:
+    rng = random.Random(seed)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="rlhf-chaos-") as tmp:
+        root = Path(tmp)
+        stack = Stack(root, build_tiny_llama(root / "tiny-model"), iterations, seed)
+        done: list[dict] = []
+        try:
+            for name in ("labelstudio", "reward", "policy", "backend"):
+                stack.start(name)
+            credentials = labelstudio_server.load_credentials(stack.labelstudio_dir)
+            # The backend hears every annotation through the project's webhook, as in production.
+            init_project(labelstudio_client(credentials.url, credentials.token), template="ranker", title=PROJECT,
+                         backend_url=stack.processes["backend"].http, candidates=3)  # fmt: skip
+            stack.start("controller")
+            deadline = time.monotonic() + timeout_s
+            while not stack.done():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the loop did not finish within {timeout_s:.0f}s")
+                if stack.controller.poll() is not None and not stack.done():
+                    _say(f"controller exited ({stack.controller.returncode}); restarting it")
+                    stack.start("controller")
+                if len(done) < kills:
+                    time.sleep(rng.uniform(2.0, 15.0))
+                    victim = rng.choice(COMPONENTS)
+                    history = LoopState(stack.state_url).history()
+                    stage = history[-1]["stage"] if history else "setup"
+                    if stack.done():
+                        break
+                    _say(f"kill -9 {victim} (stage {stage})")
+                    stack.kill(victim)
+                    time.sleep(rng.uniform(0.0, 3.0))
+                    stack.start(victim)
+                    done.append({"component": victim, "stage": stage, "at_s": round(time.monotonic() - began, 1)})
+                else:
+                    time.sleep(1.0)
+            checks = _check(stack, iterations)
+        finally:
+            stack.stop()
+    return {
+        "seed": seed, "kills_planned": kills, "kills": done, "kills_survived": len(done) if all(checks.values()) else 0,
+        "controller_runs": stack.controller_runs, "checks": checks, "passed": all(checks.values()),
+        "wall_time_s": round(time.monotonic() - began, 1),
+    }  # fmt: skip

@@ -1,0 +1,22 @@
+"""A shorter `rlhf-loop chaos`: a loop survives kill -9 of its parts, and nothing is lost, doubled or half-written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_loop_survives_random_kills():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "chaos", "--seed", "3", "--kills", "3", "--iterations", "1"],
+        capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    assert result.stdout, result.stderr[-4000:]
+    report = json.loads(result.stdout)
+    assert report["checks"] and all(report["checks"].values()), (report["checks"], result.stderr[-4000:])
+    assert report["kills_survived"] == 3 == len(report["kills"])
+    assert {k["component"] for k in report["kills"]} <= {"controller", "reward", "policy", "backend", "labelstudio"}
+    assert result.returncode == 0
