@@ -20,9 +20,17 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 log = logging.getLogger(__name__)
+disable_created_metrics()  # `_created` series are noise to Prometheus; every part that serves /metrics imports this
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, disable_created_metrics, start_http_server
 
 from services.controller.loop_state import STAGES
 
 PREFIX = "rlhf_loop"
+disable_created_metrics()  # `_created` series are noise to Prometheus
 
 
 class LoopMetrics:
