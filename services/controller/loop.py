@@ -65,8 +65,8 @@ class RlhfLoop:
     def __init__(self, config: LoopConfig, progress: LoopProgress | None = None):
         config.validate()
         self.config = config
-        self.report = progress or LoopProgress()
-        self.progress = self.report.message
+        self.display = progress or LoopProgress()
+        self.progress = self.display.message
         self.state = LoopState(config.state_url)
         self.store = PreferenceStore(config.store_url)
         self.gold = load_gold_scorer(config.gold)
@@ -140,7 +140,7 @@ class RlhfLoop:
         initial, final = listing.versions[0].id, listing.active
         versions = [initial, *(r["policy_version"] for r in history if r["stage"] == "done" and r["policy_version"]),
                     final]  # fmt: skip
-        self.report.message(f"report: {samples} samples of {len(self.heldout)} held-out prompts from {versions}")
+        self.display.message(f"report: {samples} samples of {len(self.heldout)} held-out prompts from {versions}")
         with self._policy_client(3600) as policy:
             drawn = sample_versions(
                 policy, versions, self.heldout, self.gold, samples=samples, seed=self.config.eval_seed,
@@ -155,7 +155,7 @@ class RlhfLoop:
     def run_iteration(self, number: int) -> dict:
         stage, record = self.state.load(number)
         for name in STAGES[STAGES.index(stage) : -1]:
-            self.report.stage(number, name)
+            self.display.stage(number, name)
             self.metrics.record(number, name, record)
             started = time.monotonic()
             record |= self._with_retries(number, name, record)
@@ -256,7 +256,7 @@ class RlhfLoop:
         while True:
             counts = [client.tasks.get(id=str(t)).total_annotations or 0 for t in record["task_ids"]]
             done = sum(c >= self.config.annotations_per_task for c in counts)
-            self.report.steps("tasks ranked", done, len(counts))
+            self.display.steps("tasks ranked", done, len(counts))
             if done == len(counts) or time.monotonic() > deadline:
                 break
             time.sleep(10)
@@ -319,7 +319,7 @@ class RlhfLoop:
         events = []
         for event in stream:
             if event.WhichOneof("event") == "progress":
-                self.report.steps(label, event.progress.step, event.progress.total_steps)
+                self.display.steps(label, event.progress.step, event.progress.total_steps)
             events.append(event)
         return events
 
