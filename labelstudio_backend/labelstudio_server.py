@@ -64,7 +64,9 @@ def ensure_installed(progress=print) -> Path:
 
 
 def port_is_free(port: int) -> bool:
+    """No server listens on 127.0.0.1:port (connections of a crashed one lingering in TIME_WAIT do not count)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

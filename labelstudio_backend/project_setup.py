@@ -26,6 +26,11 @@ def labelstudio_client(url: str, token: str):
     return LabelStudio(base_url=url, api_key=token)
 
 
+def sdk_field(item, name: str):
+    """A field of an SDK object, or of the plain dict the SDK returns for nested items (annotations in tasks)."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
 def init_project(
     client,
     *,

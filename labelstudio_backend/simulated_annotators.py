@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labelstudio_backend.annotators import create_annotator
+from labelstudio_backend.project_setup import sdk_field
 from labelstudio_backend.results import task_candidates
 from labelstudio_backend.templates import ranking_result, template_of
 from services.errors import InvalidRequestError
@@ -97,9 +98,7 @@ class SimulatedAnnotator:
 
 
 def _completed_by(annotation) -> int | None:
-    value = (
-        annotation.get("completed_by") if isinstance(annotation, dict) else getattr(annotation, "completed_by", None)
-    )
+    value = sdk_field(annotation, "completed_by")
     return value.get("id") if isinstance(value, dict) else value
 
 

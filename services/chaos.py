@@ -76,9 +76,6 @@ class Stack:
     # -- starting ------------------------------------------------------------
     def start(self, name: str) -> None:
         if name == "labelstudio":
-            deadline = time.monotonic() + 60
-            while not labelstudio_server.port_is_free(self.ports["labelstudio"]) and time.monotonic() < deadline:
-                time.sleep(0.5)  # the killed server's socket lingers a moment
             labelstudio_server.up(self.ports["labelstudio"], self.labelstudio_dir, progress=_say)
         elif name == "controller":
             log = open(self.root / f"controller-{self.controller_runs}.log", "w")  # noqa: SIM115 - the child's

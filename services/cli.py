@@ -341,7 +341,7 @@ def _chaos(args: argparse.Namespace) -> int:
     from services.chaos import run_chaos
 
     report = run_chaos(args.seed, args.kills, iterations=args.iterations)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report))
     print(f"kills survived: {report['kills_survived']}", file=sys.stderr)
     return 0 if report["passed"] else 1
 

@@ -24,7 +24,7 @@ import httpx
 
 from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, default_data_dir, load_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
-from labelstudio_backend.project_setup import labelstudio_client
+from labelstudio_backend.project_setup import labelstudio_client, sdk_field
 from labelstudio_backend.simulated_annotators import calibrate_temperature, simulated_annotators
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
@@ -254,7 +254,13 @@ class RlhfLoop:
             result["annotator_temperature"] = temperature
         deadline = time.monotonic() + self.config.wait_timeout_s
         while True:
-            counts = [client.tasks.get(id=str(t)).total_annotations or 0 for t in record["task_ids"]]
+            # Counted from the annotations themselves: Label Studio's total_annotations counter can lag
+            # them for good when the server dies between saving an annotation and updating the count.
+            tasks = {t.id: t for t in client.tasks.list(project=self.project_id, fields="all")}
+            counts = [
+                sum(not sdk_field(a, "was_cancelled") for a in (tasks[t].annotations or [])) if t in tasks else 0
+                for t in record["task_ids"]
+            ]
             done = sum(c >= self.config.annotations_per_task for c in counts)
             self.display.steps("tasks ranked", done, len(counts))
             if done == len(counts) or time.monotonic() > deadline:
@@ -327,9 +333,10 @@ class RlhfLoop:
         if record["policy_version"] is None:
             return {}
         with self._policy_client(3600) as policy:
+            # Each prompt repeated: more answers per prompt, a steadier win-rate for the gate.
             result = policy.evaluate(
-                record["policy_version"], self.heldout, max_new_tokens=self.config.max_new_tokens,
-                seed=self.config.eval_seed,
+                record["policy_version"], self.heldout * self.config.eval_samples,
+                max_new_tokens=self.config.max_new_tokens, seed=self.config.eval_seed,
             )  # fmt: skip
         evaluation = {
             "win_rate": result.win_rate,

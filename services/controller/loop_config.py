@@ -43,6 +43,7 @@ class LoopConfig:
     policy_method: str = "grpo"
     policy_train: dict = field(default_factory=lambda: {"max_steps": 10, "prompts_per_step": 2, "num_generations": 4})
     eval_seed: int = 0
+    eval_samples: int = 1  # answers per held-out prompt when a new policy is compared with the active one
     gates: Gates = field(default_factory=Gates)
     seed: int = 0
     metrics_port: int = 0  # 0: no /metrics endpoint
@@ -74,6 +75,7 @@ class LoopConfig:
             "simulated_annotators": self.simulated_annotators,
             "heldout_prompts": self.heldout_prompts,
             "max_new_tokens": self.max_new_tokens,
+            "eval_samples": self.eval_samples,
         }
         for name, value in counts.items():
             if not isinstance(value, int) or value < 1:

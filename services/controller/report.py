@@ -128,7 +128,8 @@ def build_report(
     rows = iteration_rows(history, samples)
     per_prompt = per_prompt_win_rates(samples[final].gold, samples[initial].gold)
     low, high = bootstrap_interval(per_prompt, seed=seed)
-    last = rows[-1] if rows else {}
+    # The reward model the loop ended with: the last one that passed its gate.
+    serving = next((r for r in reversed(rows) if r["reward_promoted"]), {})
     agreements = [r["annotator_agreement"] for r in rows if r["annotator_agreement"] is not None]
     report = {
         "initial_version": initial,
@@ -144,9 +145,10 @@ def build_report(
         "iterations": rows,
         "annotator_agreement": statistics.fmean(agreements) if agreements else None,
         "rm_accuracy_vs_annotators": {
-            "rm_accuracy": last.get("rm_accuracy"),
-            "annotator_agreement": last.get("annotator_agreement"),
-            "ratio": last.get("rm_accuracy_vs_annotators"),
+            "reward_version": serving.get("reward_version"),
+            "rm_accuracy": serving.get("rm_accuracy"),
+            "annotator_agreement": serving.get("annotator_agreement"),
+            "ratio": serving.get("rm_accuracy_vs_annotators"),
         },
         "promotions": sum(r["decision"] == "promote" for r in rows),
         "rollbacks": sum(r["decision"] == "rollback" for r in rows),
@@ -189,7 +191,8 @@ def _table(report: dict) -> tuple[list[str], list[list[str]]]:
 
 def _summary(report: dict) -> list[str]:
     low, high = report["gold_win_rate_ci"]
-    ratio = report["rm_accuracy_vs_annotators"]["ratio"]
+    rm = report["rm_accuracy_vs_annotators"]
+    ratio = rm["ratio"]
     lines = [
         f"Final policy {report['final_version']} vs initial {report['initial_version']} on "
         f"{report['heldout_prompts']} held-out prompts x {report['samples_per_prompt']} samples: "
@@ -197,9 +200,9 @@ def _summary(report: dict) -> list[str]:
         f"Gold mean {report['initial']['gold_mean']:.3f} → {report['final']['gold_mean']:.3f}; "
         f"distinct-1 {report['initial']['distinct_1']:.3f} → {report['final']['distinct_1']:.3f}, "
         f"distinct-2 {report['initial']['distinct_2']:.3f} → {report['final']['distinct_2']:.3f}.",
-        f"Reward model vs annotators: accuracy {_cell(report['rm_accuracy_vs_annotators']['rm_accuracy'], '{:.3f}')}"
-        f", their own agreement {_cell(report['rm_accuracy_vs_annotators']['annotator_agreement'], '{:.3f}')}"
-        f" (ratio {_cell(ratio, '{:.2f}')}).",
+        f"Serving reward model {rm['reward_version']} vs the annotators: held-out accuracy "
+        f"{_cell(rm['rm_accuracy'], '{:.3f}')}, their own agreement {_cell(rm['annotator_agreement'], '{:.3f}')} "
+        f"(ratio {_cell(ratio, '{:.2f}')}).",
         f"{len(report['iterations'])} iterations: {report['promotions']} promoted, {report['rollbacks']} rolled back; "
         f"wall time {report['wall_time_s']:.0f} s.",
     ]

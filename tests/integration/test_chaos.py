@@ -14,8 +14,8 @@ def test_the_loop_survives_random_kills():
         [sys.executable, "-m", "services.cli", "chaos", "--seed", "3", "--kills", "3", "--iterations", "1"],
         capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
-    assert result.stdout, result.stderr[-4000:]
-    report = json.loads(result.stdout)
+    assert result.stdout.strip(), result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])  # the report is the last line
     assert report["checks"] and all(report["checks"].values()), (report["checks"], result.stderr[-4000:])
     assert report["kills_survived"] == 3 == len(report["kills"])
     assert {k["component"] for k in report["kills"]} <= {"controller", "reward", "policy", "backend", "labelstudio"}
