@@ -48,7 +48,7 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -
         eval_samples=2,
         reward_train={"epochs": 2, "learning_rate": 1e-4, "batch_size": 32},
         policy_method="grpo",
-        policy_train={"max_steps": 16, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 4e-4,
+        policy_train={"max_steps": 20, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 1e-3,
                       "beta": 0.02, "max_new_tokens": 48},
         gates=Gates(min_rm_accuracy=0.6, max_rm_accuracy_drop=0.05, min_win_rate=0.55, max_kl=20.0),
         service_retry_s=300.0,
