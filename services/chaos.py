@@ -194,7 +194,7 @@ def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 180
                     _say(f"controller exited ({stack.controller.returncode}); restarting it")
                     stack.start("controller")
                 if len(done) < kills:
-                    time.sleep(rng.uniform(2.0, 15.0))
+                    time.sleep(rng.uniform(2.0, 8.0))  # a tiny-model iteration takes about a minute
                     victim = rng.choice(COMPONENTS)
                     history = LoopState(stack.state_url).history()
                     stage = history[-1]["stage"] if history else "setup"

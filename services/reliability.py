@@ -145,8 +145,9 @@ def render(figures: dict) -> str:
     ]
     lines += [f"| {i} | {k['component']} | {k['stage']} | {k['at_s']} |" for i, k in enumerate(chaos["kills"], 1)]
     survived = (
-        f"Kills survived: **{chaos['kills_survived']}** of {chaos['kills_planned']}; the controller ran "
-        f"{chaos['controller_runs']} time(s); {chaos['wall_time_s']} s."
+        f"Kills made: {len(chaos['kills'])} of {chaos['kills_planned']} planned (none once the loop had finished); "
+        f"survived: **{chaos['kills_survived']}**; the controller ran {chaos['controller_runs']} time(s); "
+        f"{chaos['wall_time_s']} s."
     )
     lines += ["", survived, "", "| check | result |", "|---|---|"]
     lines += [f"| {name.replace('_', ' ')} | {'pass' if ok else '**FAIL**'} |" for name, ok in chaos["checks"].items()]
