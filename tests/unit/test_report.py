@@ -92,3 +92,17 @@ def test_the_report_holds_the_figures_and_writes_every_file(tmp_path):
     assert "gold win-rate 1.000 (95% bootstrap CI 1.000 to 1.000)" in markdown
     assert "| 2 | 24 | n/a |" in markdown and "![" in markdown
     assert "<table>" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_the_demo_bars_count_stages_across_iterations():
+    from services.controller.progress import RichLoopProgress
+
+    bars = RichLoopProgress(iterations=2)
+    try:
+        bars.stage(2, "reward")  # iteration 1's 7 stages, then select, tasks and collect of iteration 2
+        assert bars.bars.tasks[bars.overall].completed == 10 and bars.bars.tasks[bars.overall].total == 14
+        bars.steps("policy grpo step", 5, 20)
+        assert (bars.bars.tasks[bars.work].completed, bars.bars.tasks[bars.work].total) == (5, 20)
+    finally:
+        bars.close()
+    assert bars.bars.tasks[bars.overall].completed == 14
