@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,14 +125,17 @@ def simulated_annotators(
     path = Path(accounts_file)
     accounts = json.loads(path.read_text()) if path.is_file() else {}
     for i in range(count):
-        email = f"simulated-annotator-{i}@rlhf-loop.local"
-        if email not in accounts:
-            accounts[email] = create_annotator(base_url, admin_token, email, f"sim-{seed}-{i}-{random.random()}")
-    path.write_text(json.dumps(accounts))
-    path.chmod(0o600)
+        if not isinstance(accounts.get(str(i)), dict):
+            # A fresh address each time: a signup cut off by a crash may have made the user without
+            # giving us the token, and that address could not be signed up again.
+            email = f"simulated-annotator-{i}-{secrets.token_hex(3)}@rlhf-loop.local"
+            token = create_annotator(base_url, admin_token, email, f"sim-{seed}-{i}-{secrets.token_hex(8)}")
+            accounts[str(i)] = {"email": email, "token": token}
+            path.write_text(json.dumps(accounts))
+            path.chmod(0o600)
     annotators = []
     for i in range(count):
-        client = LabelStudio(base_url=base_url, api_key=accounts[f"simulated-annotator-{i}@rlhf-loop.local"])
+        client = LabelStudio(base_url=base_url, api_key=accounts[str(i)]["token"])
         user_id = client.users.whoami().id
         annotators.append(SimulatedAnnotator(client, user_id, temperature, random.Random(seed * 1000 + i)))
     return annotators

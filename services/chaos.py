@@ -191,6 +191,8 @@ def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 180
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the loop did not finish within {timeout_s:.0f}s")
                 if stack.controller.poll() is not None and not stack.done():
+                    if stack.controller_runs > kills + 3:
+                        raise RuntimeError(f"the controller keeps failing (exit {stack.controller.returncode})")
                     _say(f"controller exited ({stack.controller.returncode}); restarting it")
                     stack.start("controller")
                 if len(done) < kills:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import requests
 
 from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, default_data_dir, load_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
@@ -172,9 +173,9 @@ class RlhfLoop:
         while True:
             try:
                 return getattr(self, f"_{name}")(number, record)
-            except (grpc.RpcError, httpx.TransportError) as error:
-                # Label Studio unreachable (httpx, under its SDK) counts as unavailable too.
-                unavailable = isinstance(error, httpx.TransportError) or error.code() == grpc.StatusCode.UNAVAILABLE
+            except (grpc.RpcError, httpx.TransportError, requests.ConnectionError) as error:
+                # Label Studio unreachable (httpx under its SDK, requests for signups) counts as unavailable too.
+                unavailable = not isinstance(error, grpc.RpcError) or error.code() == grpc.StatusCode.UNAVAILABLE
                 if not unavailable or time.monotonic() > deadline:
                     raise
                 self.metrics.service_retries.inc()

@@ -11,12 +11,13 @@ pytestmark = pytest.mark.integration
 
 def test_the_loop_survives_random_kills():
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--seed", "3", "--kills", "3", "--iterations", "1"],
+        [sys.executable, "-m", "services.cli", "chaos", "--seed", "3", "--kills", "3", "--iterations", "2"],
         capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert result.stdout.strip(), result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])  # the report is the last line
     assert report["checks"] and all(report["checks"].values()), (report["checks"], result.stderr[-4000:])
-    assert report["kills_survived"] == 3 == len(report["kills"])
+    # No kill is made once the loop has finished; on a fast machine that can be before the third.
+    assert report["kills_survived"] == len(report["kills"]) >= 2
     assert {k["component"] for k in report["kills"]} <= {"controller", "reward", "policy", "backend", "labelstudio"}
     assert result.returncode == 0
