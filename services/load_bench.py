@@ -107,10 +107,7 @@ async def _sustained(reward: ServiceProcess, backend: ServiceProcess, clients: i
             cursor += clients
             sent = time.perf_counter()
             try:
-                request = reward_pb2.ScoreRequest(
-                    items=[reward_pb2.ScoreItem(prompt=item.prompt, response=item.response)]
-                )
-                await stub.Score(request, timeout=30)
+                await stub.Score(_score_request([item]), timeout=30)
                 score.latencies.append(time.perf_counter() - sent)
             except grpc.aio.AioRpcError as error:
                 score.error(error.code().name)

@@ -21,7 +21,7 @@ from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.templates import TEMPLATES
 from services.grpc_client import GrpcClient
 from services.proto.rlhf.v1 import policy_pb2, reward_pb2
-from services.service_process import ServiceProcess
+from tests.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration
 
@@ -96,17 +96,7 @@ def rpcs(module, service_name: str) -> list:
 
 @pytest.fixture(scope="module")
 def processes(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    reward = ServiceProcess("reward", ["--registry", str(root / "r"), "--model", str(tiny_model_dir)], root / "r.log")
-    reward.wait_ready()
-    policy = ServiceProcess(
-        "policy", ["--registry", str(root / "p"), "--model", str(tiny_model_dir), "--reward-url", reward.target],
-        root / "p.log",
-    )  # fmt: skip
-    policy.wait_ready()
-    store = f"sqlite:///{root / 'prefs.db'}"
-    backend = ServiceProcess("backend", ["--store", store, "--reward-url", reward.target], root / "b.log")
-    backend.wait_ready()
+    reward, policy, backend, store = start_tiny_stack(tmp_path_factory.mktemp("fuzz"), tiny_model_dir)
     yield {"RewardService": reward, "PolicyService": policy, "backend": backend, "store": PreferenceStore(store)}
     for process in (backend, policy, reward):
         process.stop()

@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.controller.metrics import LoopMetrics
 from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
-from services.service_process import ServiceProcess, free_port
+from services.service_process import free_port
 from tests.metrics_catalogue import catalogue
+from tests.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +24,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def parts(tiny_model_dir, tmp_path_factory):
     """Reward, policy and backend as processes, the controller's metrics endpoint, each used a little."""
-    root = tmp_path_factory.mktemp("monitoring")
-    reward = ServiceProcess("reward", ["--registry", str(root / "r"), "--model", str(tiny_model_dir)], root / "r.log")
-    reward.wait_ready()
-    policy = ServiceProcess(
-        "policy", ["--registry", str(root / "p"), "--model", str(tiny_model_dir), "--reward-url", reward.target],
-        root / "p.log",
-    )  # fmt: skip
-    policy.wait_ready()
-    backend = ServiceProcess(
-        "backend", ["--store", f"sqlite:///{root / 'prefs.db'}", "--reward-url", reward.target], root / "b.log"
-    )
-    backend.wait_ready()
+    reward, policy, backend, _ = start_tiny_stack(tmp_path_factory.mktemp("monitoring"), tiny_model_dir)
     controller_port = free_port()
     loop_metrics = LoopMetrics()
     loop_metrics.serve(controller_port)
