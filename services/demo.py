@@ -45,7 +45,7 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -
         simulate=True,
         simulated_annotators=3,
         gold=DEMO_GOLD,
-        eval_samples=2,
+        eval_samples=4,
         reward_train={"epochs": 2, "learning_rate": 1e-4, "batch_size": 32},
         policy_method="grpo",
         policy_train={"max_steps": 20, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 1e-3,

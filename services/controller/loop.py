@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import time
@@ -40,6 +41,7 @@ from services.errors import PreconditionError
 from services.gold import load_gold_scorer
 from services.grpc_client import AUTH_TOKEN_ENV
 from services.policy.client import PolicyClient
+from services.policy.train_config import PolicyTrainConfig
 from services.reward.builtin_preferences import TOPICS
 from services.reward.client import RewardClient
 from services.reward.preferences import dataset_hash
@@ -49,6 +51,24 @@ BUILTIN_FORMS = [
     "Give me one tip about {}.", "Describe {} in two sentences.", "What should a beginner know about {}?",
     "Explain {} to a friend.", "Share a fun fact about {}.", "Write a few encouraging words about {}.",
 ]  # fmt: skip
+
+
+KL_STOP_SHARE = 0.8  # online policy training stops at this share of the gate's KL budget
+
+
+def policy_train_settings(config: LoopConfig) -> dict:
+    """The configured policy training settings; an online run stops early at 80% of the gate's KL budget.
+
+    The margin covers the gap between the training-time KL estimate (few
+    samples, a step behind) and Evaluate's on the held-out prompts, so a run
+    that stops lands inside the budget instead of being rolled back just over
+    it. `target_kl = 0` in policy_train switches the stop off.
+    """
+    train = dict(config.policy_train)
+    beta = train.get("beta", PolicyTrainConfig.beta)
+    if config.policy_method != "dpo" and beta > 0 and math.isfinite(config.gates.max_kl):
+        train.setdefault("target_kl", KL_STOP_SHARE * config.gates.max_kl)
+    return train
 
 
 def builtin_prompts() -> list[str]:
@@ -311,7 +331,7 @@ class RlhfLoop:
             # (the active version only changes in "decide") resumes from the service's checkpoint.
             start = policy.info().active_version
             stream = policy.train(
-                **request, method=c.policy_method, seed=c.seed + number, init_version=start, **c.policy_train
+                **request, method=c.policy_method, seed=c.seed + number, init_version=start, **policy_train_settings(c)
             )
             events = self._follow(stream, f"policy {c.policy_method} step")
         return {"policy_version": events[-1].version.id, "policy_started_from": start}

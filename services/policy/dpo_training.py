@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_setup import common_args, last_checkpoint, progress_callback, trainable_model
+from services.policy.train_setup import (
+    common_args,
+    last_checkpoint,
+    progress_callback,
+    reference_is_base,
+    trainable_model,
+)
 from services.reward.preferences import PreferencePair
 
 
@@ -61,6 +67,7 @@ def train_dpo(
         peft_config=peft_config,
         callbacks=[progress_callback(resumed=resume is not None, is_main=is_main)],
     )
+    reference_is_base(trainer)
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from services.policy.remote_reward import RemoteReward
 from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_setup import common_args, last_checkpoint, progress_callback, trainable_model
+from services.policy.train_setup import (
+    common_args,
+    kl_budget_callback,
+    last_checkpoint,
+    progress_callback,
+    reference_is_base,
+    trainable_model,
+)
 
 
 def prompt_dataset(prompts: Sequence[str], chat: bool):
@@ -41,6 +48,9 @@ def train_online(
         temperature=config.temperature,
     )
     resume = last_checkpoint(run_dir)
+    callbacks = [progress_callback(resumed=resume is not None, is_main=is_main)]
+    if config.target_kl:
+        callbacks.append(kl_budget_callback(config.target_kl))
     trainer = trainer_class(
         model=model,
         reward_funcs=[reward],
@@ -48,8 +58,9 @@ def train_online(
         train_dataset=prompt_dataset(prompts, bool(getattr(tokenizer, "chat_template", None))),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[progress_callback(resumed=resume is not None, is_main=is_main)],
+        callbacks=callbacks,
     )
+    reference_is_base(trainer)
     trainer.remove_callback(PrinterCallback)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return trainer

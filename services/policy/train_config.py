@@ -19,7 +19,8 @@ class PolicyTrainConfig:
     num_generations: int = 4  # completions per prompt (grpo/rloo); GRPO's group size
     max_new_tokens: int = 48
     temperature: float = 1.0
-    beta: float = 0.02  # KL coefficient against the reference: the base model with the adapter off
+    beta: float = 0.02  # KL coefficient against the reference: the base model (LoRA runs) with the adapter off
+    target_kl: float = 0.0  # grpo/rloo: stop once the KL to the reference (nats per completion) reaches it; 0: never
     use_lora: bool = True
     lora_r: int = 16
     lora_alpha: float = 32.0
@@ -48,8 +49,12 @@ class PolicyTrainConfig:
                 "seed": 0 <= self.seed < 2**32,
                 "save_steps": 1 <= self.save_steps <= 100_000,
                 "epochs": 1 <= self.epochs <= 100,
+                "target_kl": self.target_kl >= 0,
             },
         )
+        if self.target_kl and (self.method == "dpo" or self.beta == 0):
+            # DPO logs no KL, and with beta 0 the trainers compute none: the budget could never be checked.
+            raise InvalidRequestError("target_kl needs grpo or rloo with beta > 0")
 
     def as_dict(self) -> dict:
         return asdict(self)

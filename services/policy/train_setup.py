@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -94,6 +96,46 @@ def progress_callback(resumed: bool, is_main: bool):
             emit(self.last)
 
     return _Progress()
+
+
+def reference_is_base(trainer) -> None:
+    """Make the trainer's reference the base model (adapter off), the one Evaluate and the KL gate measure against.
+
+    Continuing an init version's adapter, TRL freezes a copy of it as a second
+    adapter named "ref" and uses that as the reference: each iteration's KL
+    penalty would then restart at zero while the policy drifts ever further
+    from the base, and a KL budget could never hold across iterations.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
+def kl_budget_callback(target_kl: float, window: int = 3):
+    """A TrainerCallback that stops training once the KL to the reference reaches `target_kl` nats per completion.
+
+    TRL logs the per-token KL of each step's samples; times the mean completion
+    length it is the per-completion KL that Evaluate reports. A step's 16-ish
+    samples make a noisy estimate, so the mean of the last `window` steps decides.
+    """
+    from transformers import TrainerCallback
+
+    class _KlBudget(TrainerCallback):
+        def __init__(self) -> None:
+            self.recent: deque[float] = deque(maxlen=window)
+            self.estimate = float("nan")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "kl" not in logs or "completions/mean_length" not in logs:
+                return
+            self.recent.append(float(logs["kl"]) * float(logs["completions/mean_length"]))
+            self.estimate = statistics.fmean(self.recent)
+            if self.estimate >= target_kl and not control.should_training_stop:
+                control.should_training_stop = True
+                log_to_stderr(f"KL to the reference {self.estimate:.2f} reached target_kl {target_kl}: "
+                              f"stopping at step {state.global_step} of {state.max_steps}")  # fmt: skip
+
+    return _KlBudget()
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:

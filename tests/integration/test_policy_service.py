@@ -115,6 +115,22 @@ def test_grpo_against_the_reward_service_raises_the_held_out_reward(policy, rewa
     assert same == policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=5, temperature=1.0)
 
 
+def test_continued_training_measures_kl_to_the_base_and_stops_at_target_kl(policy):
+    train = {**GRPO, "seed": 2}
+    first = list(policy.train(prompts=TRAIN_PROMPTS, max_steps=20, learning_rate=3e-2, beta=0.0, **train))[-1].version
+    events = list(
+        policy.train(prompts=TRAIN_PROMPTS, max_steps=10, learning_rate=1e-3, beta=0.05, init_version=first.id,
+                     target_kl=1e-3, **train)
+    )  # fmt: skip
+    progress = [e.progress for e in events[:-1]]
+    # The reference is the base, as Evaluate's: against a frozen copy of `first` the first step's KL would be 0.
+    assert progress[0].kl > 1e-3, progress[0]
+    # Past the target from its first step, the run stops there and still makes a version.
+    metadata = __import__("json").loads(events[-1].version.metadata_json)
+    assert len(progress) == metadata["metrics"]["steps"] == 1, [p.kl for p in progress]
+    assert metadata["parent"] == first.id and metadata["config"]["target_kl"] == 1e-3
+
+
 def test_dpo_raises_the_chosen_over_rejected_margin(policy, policy_server, tiny_model_dir):
     rankings = synthetic_rankings(12, 3, seed=4)
     events = list(
@@ -190,6 +206,8 @@ def test_bad_inputs_get_precise_status_codes(policy):
     code, details = status_of(lambda: list(policy.train(prompts=["Hi"], method="ppo")))
     assert code == invalid and "ppo" in details
     assert status_of(lambda: list(policy.train(prompts=["Hi"], learning_rate=float("nan"))))[0] == invalid
+    code, details = status_of(lambda: list(policy.train(prompts=["Hi"], beta=0.0, target_kl=5.0)))
+    assert code == invalid and "target_kl" in details
     assert status_of(lambda: list(policy.train(rankings=[], method="dpo")))[0] == grpc.StatusCode.FAILED_PRECONDITION
     assert status_of(lambda: policy.evaluate("policy-4242", ["Hi"]))[0] == grpc.StatusCode.NOT_FOUND
 

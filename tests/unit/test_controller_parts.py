@@ -4,6 +4,8 @@ import random
 import pytest
 
 from services.controller.gates import Gates, policy_gate, reward_gate
+from services.controller.loop import policy_train_settings
+from services.controller.loop_config import LoopConfig
 from services.controller.prompt_selection import order_uncertainty, select_prompts
 from services.errors import InvalidRequestError
 from services.reward.ranking import rank_candidates
@@ -46,3 +48,12 @@ def test_selection_takes_the_most_uncertain_plus_a_random_share():
     assert {p.strategy for p in everything} == {"random"} and len({p.index for p in everything}) == 4
     with pytest.raises(InvalidRequestError):
         select_prompts(uncertainties, 4, "loudest", 0.2, random.Random(0))
+
+
+def test_online_policy_training_stops_inside_the_kl_budget_unless_told_otherwise():
+    config = LoopConfig(gates=Gates(max_kl=20.0), policy_train={"max_steps": 8})
+    assert policy_train_settings(config) == {"max_steps": 8, "target_kl": 16.0}
+    assert policy_train_settings(LoopConfig(policy_train={"target_kl": 0.0}))["target_kl"] == 0.0
+    assert "target_kl" not in policy_train_settings(LoopConfig(policy_train={"beta": 0.0}))
+    assert "target_kl" not in policy_train_settings(LoopConfig(policy_method="dpo"))
+    assert "target_kl" not in policy_train_settings(LoopConfig(gates=Gates(max_kl=math.inf)))

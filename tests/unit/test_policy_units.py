@@ -9,6 +9,7 @@ from services.policy.generation import Sampling, select_backend
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
 from services.policy.service import win_rate
 from services.policy.train_config import PolicyTrainConfig
+from services.policy.train_setup import kl_budget_callback
 
 
 def test_backend_selection_uses_vllm_only_when_asked_and_usable():
@@ -46,11 +47,27 @@ def test_sampling_out_of_range_is_rejected(sampling, field):
         ({"beta": math.inf}, "beta"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"save_steps": 0}, "save_steps"),
+        ({"target_kl": -1.0}, "target_kl"),
+        ({"target_kl": 5.0, "method": "dpo"}, "target_kl"),
+        ({"target_kl": 5.0, "beta": 0.0}, "target_kl"),
     ],
 )
 def test_policy_config_out_of_range_is_rejected(changes, field):
     with pytest.raises(InvalidRequestError, match=field):
         PolicyTrainConfig(**changes).validate()
+
+
+def test_kl_budget_stops_training_once_the_recent_mean_reaches_the_target():
+    from transformers import TrainerControl, TrainerState
+
+    callback, control, state = kl_budget_callback(10.0, window=2), TrainerControl(), TrainerState()
+    # Per-token KL x mean completion length = nats per completion: 4, 8 (mean 6), 11 (mean 9.5), 12 (mean 11.5).
+    for step, kl in enumerate([0.1, 0.2, 0.275, 0.3], start=1):
+        state.global_step = step
+        callback.on_log(None, state, control, logs={"loss": 0.1, "kl": kl, "completions/mean_length": 40.0})
+        assert control.should_training_stop == (step == 4), step
+    callback.on_log(None, state, TrainerControl(), logs={"loss": 0.1})  # a log without KL changes nothing
+    assert callback.estimate == pytest.approx(11.5)
 
 
 def test_win_rate_counts_ties_half():

@@ -60,7 +60,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[PromptCompletions, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class PolicyTrainConfig(_message.Message):
-    __slots__ = ("method", "max_steps", "learning_rate", "prompts_per_step", "num_generations", "max_new_tokens", "temperature", "beta", "use_lora", "lora_r", "lora_alpha", "seed", "save_steps", "init_version", "promote", "epochs")
+    __slots__ = ("method", "max_steps", "learning_rate", "prompts_per_step", "num_generations", "max_new_tokens", "temperature", "beta", "use_lora", "lora_r", "lora_alpha", "seed", "save_steps", "init_version", "promote", "epochs", "target_kl")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class PolicyTrainConfig(_message.Message):
     INIT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_KL_FIELD_NUMBER: _ClassVar[int]
     method: str
     max_steps: int
     learning_rate: float
@@ -93,7 +94,8 @@ class PolicyTrainConfig(_message.Message):
     init_version: str
     promote: bool
     epochs: int
-    def __init__(self, method: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., prompts_per_step: _Optional[int] = ..., num_generations: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., beta: _Optional[float] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., seed: _Optional[int] = ..., save_steps: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ..., epochs: _Optional[int] = ...) -> None: ...
+    target_kl: float
+    def __init__(self, method: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., prompts_per_step: _Optional[int] = ..., num_generations: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., beta: _Optional[float] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., seed: _Optional[int] = ..., save_steps: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ..., epochs: _Optional[int] = ..., target_kl: _Optional[float] = ...) -> None: ...
 
 class PolicyTrainRequest(_message.Message):
     __slots__ = ("prompts", "rankings", "config")
