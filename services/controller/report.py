@@ -170,7 +170,7 @@ def build_report(
 COLUMNS = [
     ("iteration", "iteration", "{}"), ("rankings", "rankings", "{}"),
     ("annotator_agreement", "annotator agreement", "{:.3f}"), ("rm_accuracy", "RM accuracy", "{:.3f}"),
-    ("rm_accuracy_vs_annotators", "RM / agreement", "{:.2f}"),
+    ("rm_accuracy_vs_annotators", "RM / agreement", "{:.2f}"), ("reward_promoted", "RM promoted", "{}"),
     ("proxy_win_rate_vs_previous", "proxy win vs prev", "{:.3f}"),
     ("gold_win_rate_vs_previous", "gold win vs prev", "{:.3f}"), ("kl", "KL", "{:.3f}"),
     ("proxy_mean", "proxy mean", "{:.3f}"), ("gold_mean", "gold mean", "{:.3f}"),
