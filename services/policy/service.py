@@ -317,7 +317,11 @@ class PolicyService:
             if outcome != "completed":
                 shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
-        log.info("training finished", extra={"version": version.id, "method": config.method})
+        steps = version.metadata["metrics"].get("steps")
+        log.info(
+            "training finished",
+            extra={"version": version.id, "method": config.method, "steps": steps, "max_steps": config.max_steps},
+        )
         if config.promote:
             await self.promote(version.id)
         return self.registry.get(version.id)
