@@ -44,8 +44,8 @@ fi
 import json, statistics, sys, tempfile, time
 from pathlib import Path
 from services.policy.client import PolicyClient
-from services.service_process import ServiceProcess
-from services.model_loading import resolve_model
+from services.tools.service_process import ServiceProcess
+from services.models.loading import resolve_model
 policy_model, reward_model = sys.argv[1], sys.argv[2]
 prompts = [f"Write a friendly sentence about topic {i}." for i in range(32)]
 with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import requests
 
-from services.errors import PreconditionError
+from services.core.errors import PreconditionError
 
 
 def create_annotator(base_url: str, admin_token: str, email: str, password: str) -> str:

@@ -34,12 +34,12 @@ from labelstudio_backend.webhooks import (
     handle_annotation_event,
     handle_annotations_deleted,
 )
-from services.errors import InvalidRequestError, ServiceError
-from services.grpc_client import open_aio_channel
-from services.grpc_runtime import metrics_route
+from services.core.errors import InvalidRequestError, ServiceError
 from services.policy.client import PolicyClient
 from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from services.reward.ranking import rank_candidates
+from services.rpc.client import open_aio_channel
+from services.rpc.server_runtime import metrics_route
 
 log = logging.getLogger(__name__)
 

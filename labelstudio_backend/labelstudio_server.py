@@ -22,13 +22,12 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.errors import PreconditionError
-from services.model_loading import cache_dir
+from services.core.errors import PreconditionError
+from services.models.loading import cache_dir
 
 LABEL_STUDIO_VERSION = "1.23.2"
 CREDENTIALS_FILE = "rlhf-loop-credentials.json"
 PID_FILE = "label-studio.pid"
-LABELSTUDIO_TOKEN_ENV = "RLHF_LOOP_LABELSTUDIO_TOKEN"  # the API token of a server `up` did not start
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from services.reward.preferences import Ranking
+from services.core.rankings import Ranking
 
 metadata = MetaData()
 preferences = Table(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from labelstudio_backend.templates import TEMPLATES
 from labelstudio_backend.webhooks import WEBHOOK_SECRET_HEADER
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 
 WEBHOOK_ACTIONS = ["TASKS_CREATED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"]
 

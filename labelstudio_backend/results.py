@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from labelstudio_backend.templates import Template
-from services.errors import InvalidRequestError
-from services.reward.preferences import Ranking
+from services.core.errors import InvalidRequestError
+from services.core.rankings import Ranking
 
 
 class ResultRejectedError(InvalidRequestError):

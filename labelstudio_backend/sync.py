@@ -6,7 +6,7 @@ import logging
 
 from labelstudio_backend.preference_store import PreferenceStore, StoredPreference, SyncReport
 from labelstudio_backend.webhooks import is_cancelled, preference_from_annotation
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 
 log = logging.getLogger(__name__)
 

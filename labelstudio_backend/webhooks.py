@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from labelstudio_backend.preference_store import PreferenceStore, StoredPreference
 from labelstudio_backend.results import ranking_from_result
 from labelstudio_backend.templates import template_of
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 # Optional shared secret: Label Studio sends it with every webhook (project init sets the header),
 # the backend refuses webhooks without it.
 WEBHOOK_SECRET_HEADER = "X-Rlhf-Loop-Webhook-Secret"
-WEBHOOK_SECRET_ENV = "RLHF_LOOP_WEBHOOK_SECRET"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from services.errors import DeadlineError, OverloadedError
+from services.core.errors import DeadlineError, OverloadedError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")

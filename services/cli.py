@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from services.grpc_client import AUTH_TOKEN_ENV
+from services.core.env import AUTH_TOKEN_ENV, BACKEND_PASSWORD_ENV
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -37,8 +37,8 @@ def _add_server_options(parser: argparse.ArgumentParser, port: int, metrics_port
 
 
 def _server_settings(args: argparse.Namespace):
-    from services.grpc_runtime import ServerSettings
-    from services.structured_logging import configure_logging
+    from services.core.structured_logging import configure_logging
+    from services.rpc.server_runtime import ServerSettings
 
     if bool(args.tls_cert) != bool(args.tls_key):
         sys.exit("--tls-cert and --tls-key go together")
@@ -76,9 +76,9 @@ def _serve_reward(args: argparse.Namespace) -> int:
 
 
 def _serve_policy(args: argparse.Namespace) -> int:
+    from services.core.env import REWARD_TOKEN_ENV
     from services.policy.server import main
     from services.policy.service import PolicyServiceConfig
-    from services.policy.train_worker import REWARD_TOKEN_ENV
 
     settings = _server_settings(args)
     config = PolicyServiceConfig(
@@ -100,12 +100,10 @@ def _serve_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-BACKEND_PASSWORD_ENV = "RLHF_LOOP_BACKEND_PASSWORD"
-
-
 def _labelstudio(args: argparse.Namespace) -> tuple[str, str]:
     """(url, token): --labelstudio-url with $RLHF_LOOP_LABELSTUDIO_TOKEN, or what `labelstudio up` saved."""
-    from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, load_credentials
+    from labelstudio_backend.labelstudio_server import load_credentials
+    from services.core.env import LABELSTUDIO_TOKEN_ENV
 
     if args.labelstudio_url:
         token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
@@ -151,9 +149,8 @@ def _labelstudio_down(args: argparse.Namespace) -> int:
 
 def _serve_backend(args: argparse.Namespace) -> int:
     from labelstudio_backend.app import BackendConfig, main
-    from labelstudio_backend.webhooks import WEBHOOK_SECRET_ENV
-    from services.policy.train_worker import REWARD_TOKEN_ENV
-    from services.structured_logging import configure_logging
+    from services.core.env import REWARD_TOKEN_ENV, WEBHOOK_SECRET_ENV
+    from services.core.structured_logging import configure_logging
 
     configure_logging(args.log_level)
     url, token = (None, None)
@@ -177,7 +174,7 @@ def _serve_backend(args: argparse.Namespace) -> int:
 
 def _project_init(args: argparse.Namespace) -> int:
     from labelstudio_backend.project_setup import init_project, labelstudio_client
-    from labelstudio_backend.webhooks import WEBHOOK_SECRET_ENV
+    from services.core.env import WEBHOOK_SECRET_ENV
 
     url, token = _labelstudio(args)
     setup = init_project(
@@ -235,15 +232,15 @@ def _prefs_stats(args: argparse.Namespace) -> int:
 def _annotate_simulate(args: argparse.Namespace) -> int:
     from labelstudio_backend.labelstudio_server import default_data_dir
     from labelstudio_backend.project_setup import labelstudio_client
-    from labelstudio_backend.simulated_annotators import (
+    from services.core.loader import load_function
+    from services.sim.simulated_annotators import (
         calibrate_temperature,
         project_gold_groups,
         simulated_annotators,
     )
-    from services.gold import load_gold_scorer
 
     url, token = _labelstudio(args)
-    gold = load_gold_scorer(args.gold)
+    gold = load_function(args.gold, "gold scorer")
     temperature = args.temperature
     if temperature is None:  # tuned to the candidates at hand, so agreement stays on target
         groups = project_gold_groups(labelstudio_client(url, token), args.project, gold)
@@ -289,7 +286,7 @@ def _health(args: argparse.Namespace) -> int:
     """Container health checks: gRPC health SERVING for HOST:PORT, HTTP 200 for a URL."""
     import urllib.request
 
-    from services.grpc_client import GrpcClient
+    from services.rpc.client import GrpcClient
 
     try:
         if args.target.startswith(("http://", "https://")):
@@ -315,7 +312,7 @@ def _loop_history(args: argparse.Namespace) -> int:
 
 
 def _bench_reward(args: argparse.Namespace) -> int:
-    from services.reward.bench import run_reward_benchmark
+    from services.tools.reward_bench import run_reward_benchmark
 
     report = run_reward_benchmark(
         model=args.model,
@@ -330,7 +327,7 @@ def _bench_reward(args: argparse.Namespace) -> int:
 
 
 def _bench_load(args: argparse.Namespace) -> int:
-    from services.load_bench import run_load_benchmark
+    from services.tools.load_bench import run_load_benchmark
 
     report = run_load_benchmark(args.model, args.clients, args.seconds, args.overload_seconds)
     print(json.dumps(report, indent=None if args.json else 2))
@@ -338,7 +335,7 @@ def _bench_load(args: argparse.Namespace) -> int:
 
 
 def _chaos(args: argparse.Namespace) -> int:
-    from services.chaos import run_chaos
+    from services.tools.chaos import run_chaos
 
     report = run_chaos(args.seed, args.kills, iterations=args.iterations)
     print(json.dumps(report))
@@ -347,7 +344,7 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _reliability(args: argparse.Namespace) -> int:
-    from services.reliability import ROOT, run_checks, write
+    from services.tools.reliability import ROOT, run_checks, write
 
     docs = ROOT / "docs"
     figures = (
@@ -360,7 +357,7 @@ def _reliability(args: argparse.Namespace) -> int:
 
 
 def _bench_policy(args: argparse.Namespace) -> int:
-    from services.policy.bench import run_policy_benchmark
+    from services.tools.policy_bench import run_policy_benchmark
 
     report = run_policy_benchmark(
         policy_model=args.policy_model,
@@ -375,14 +372,14 @@ def _bench_policy(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from services.demo import run_demo
+    from services.tools.demo import run_demo
 
     return run_demo(args.workdir, iterations=args.iterations, samples=args.samples)
 
 
 def _models(args: argparse.Namespace) -> int:
-    from services.model_loading import minilm_path, smollm2_path
-    from services.tiny_model import build_tiny_llama
+    from services.models.loading import minilm_path, smollm2_path
+    from services.sim.tiny_model import build_tiny_llama
 
     if args.models_command == "build-tiny":
         print(build_tiny_llama(args.dir))
@@ -512,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = annotate.add_parser("simulate", help="real Label Studio users ranking by a gold scorer plus noise")
     simulate.add_argument("--project", type=int, required=True)
     simulate.add_argument("--annotators", type=int, default=3)
-    simulate.add_argument("--gold", default="services.gold:vader_positivity", help="module:function(prompt, response)")
+    simulate.add_argument(
+        "--gold", default="services.sim.gold:vader_positivity", help="module:function(prompt, response)"
+    )
     simulate.add_argument("--temperature", type=float, help="Gumbel noise in gold units (default: calibrated)")
     simulate.add_argument(
         "--target-agreement", type=float, default=0.73, help="inter-annotator agreement the noise is tuned to"
@@ -617,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    from services.errors import ServiceError
+    from services.core.errors import ServiceError
 
     try:
         return args.func(args)

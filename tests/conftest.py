@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A random tiny Llama + BPE tokenizer (hidden 64, 2 layers), built from config in seconds."""
-    from services.tiny_model import build_tiny_llama
+    from services.sim.tiny_model import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -20,7 +20,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 def labelstudio(tmp_path_factory):
     """A real Label Studio server (installed into its own venv in the cache on first use), on a free port."""
     from labelstudio_backend.labelstudio_server import down, up
-    from services.service_process import free_port
+    from services.tools.service_process import free_port
 
     data_dir = tmp_path_factory.mktemp("label-studio")
     credentials = up(port=free_port(), data_dir=data_dir, progress=lambda m: print(m, file=sys.stderr))

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.service_process import ServiceProcess
+from services.tools.service_process import ServiceProcess
 
 
 def start_tiny_stack(root: Path, model: Path) -> tuple[ServiceProcess, ServiceProcess, ServiceProcess, str]:

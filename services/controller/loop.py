@@ -12,7 +12,6 @@ stage without a result.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import random
@@ -24,10 +23,9 @@ import grpc
 import httpx
 import requests
 
-from labelstudio_backend.labelstudio_server import LABELSTUDIO_TOKEN_ENV, default_data_dir, load_credentials
+from labelstudio_backend.labelstudio_server import default_data_dir, load_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
 from labelstudio_backend.project_setup import labelstudio_client, sdk_field
-from labelstudio_backend.simulated_annotators import calibrate_temperature, simulated_annotators
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
 from services.controller.gates import policy_gate, reward_gate
@@ -37,21 +35,14 @@ from services.controller.metrics import LoopMetrics
 from services.controller.progress import LoopProgress
 from services.controller.prompt_selection import order_uncertainty, select_prompts
 from services.controller.report import build_report, sample_versions, write_report
-from services.errors import PreconditionError
-from services.gold import load_gold_scorer
-from services.grpc_client import AUTH_TOKEN_ENV
+from services.core.env import AUTH_TOKEN_ENV, LABELSTUDIO_TOKEN_ENV
+from services.core.errors import PreconditionError
+from services.core.loader import load_function
+from services.core.prompts_file import read_prompts
+from services.core.rankings import dataset_hash
 from services.policy.client import PolicyClient
 from services.policy.train_config import PolicyTrainConfig
-from services.reward.builtin_preferences import TOPICS
 from services.reward.client import RewardClient
-from services.reward.preferences import dataset_hash
-
-BUILTIN_FORMS = [
-    "Write a short, friendly note about {}.", "Tell me something interesting about {}.",
-    "Give me one tip about {}.", "Describe {} in two sentences.", "What should a beginner know about {}?",
-    "Explain {} to a friend.", "Share a fun fact about {}.", "Write a few encouraging words about {}.",
-]  # fmt: skip
-
 
 KL_STOP_SHARE = 0.8  # online policy training stops at this share of the gate's KL budget
 
@@ -71,13 +62,6 @@ def policy_train_settings(config: LoopConfig) -> dict:
     return train
 
 
-def builtin_prompts() -> list[str]:
-    """Every topic in every form, in a fixed shuffled order: held-out and annotated prompts mix topics and forms."""
-    prompts = [form.format(topic) for topic in TOPICS for form in BUILTIN_FORMS]
-    random.Random(0).shuffle(prompts)
-    return prompts
-
-
 def _key(prompt: str) -> str:
     return hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
@@ -90,12 +74,13 @@ class RlhfLoop:
         self.progress = self.display.message
         self.state = LoopState(config.state_url)
         self.store = PreferenceStore(config.store_url)
-        self.gold = load_gold_scorer(config.gold)
-        prompts = (
-            [json.loads(line)["prompt"] for line in Path(config.prompts_file).read_text().splitlines() if line.strip()]
-            if config.prompts_file
-            else builtin_prompts()
-        )
+        self._gold = None
+        if config.prompts_file:
+            prompts = read_prompts(config.prompts_file)
+        else:  # validate() allows this only in a simulated run
+            from services.sim.prompts import builtin_prompts
+
+            prompts = builtin_prompts()
         self.heldout, self.pool = prompts[: config.heldout_prompts], prompts[config.heldout_prompts :]
         if config.labelstudio_url:
             token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
@@ -172,6 +157,13 @@ class RlhfLoop:
         result = build_report(history, drawn, initial, final, wall_time_s=wall_time_s, seed=self.config.seed)
         write_report(result, Path(out))
         return result
+
+    @property
+    def gold(self):
+        """The gold scorer, loaded on first use: only simulated annotators and the report judge by it."""
+        if self._gold is None:
+            self._gold = load_function(self.config.gold, "gold scorer")
+        return self._gold
 
     def run_iteration(self, number: int) -> dict:
         stage, record = self.state.load(number)
@@ -261,6 +253,8 @@ class RlhfLoop:
         client = self._labelstudio()
         result = {}
         if self.config.simulate:
+            from services.sim.simulated_annotators import calibrate_temperature, simulated_annotators
+
             groups = [[self.gold(s["prompt"], c) for c in s["candidates"]] for s in record["selected"]]
             temperature = calibrate_temperature(groups, self.config.target_agreement)
             data_dir = (

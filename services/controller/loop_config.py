@@ -9,8 +9,8 @@ from pathlib import Path
 
 from services.controller.gates import Gates
 from services.controller.prompt_selection import STRATEGIES
-from services.errors import InvalidRequestError
-from services.gold import load_gold_scorer
+from services.core.errors import InvalidRequestError
+from services.core.loader import load_function
 from services.policy.train_config import METHODS
 
 
@@ -24,7 +24,7 @@ class LoopConfig:
     labelstudio_data_dir: str = ""
     project_title: str = "rlhf-loop rankings"
     template: str = "ranker"
-    prompts_file: str = ""  # JSON lines with "prompt"; empty: the built-in prompts
+    prompts_file: str = ""  # JSON lines with "prompt"; required unless simulate (then empty: the built-in prompts)
     heldout_prompts: int = 8  # kept out of annotation, used to evaluate policies
     iterations: int = 2
     prompts_per_iteration: int = 8
@@ -38,7 +38,7 @@ class LoopConfig:
     simulate: bool = False  # rank with simulated annotators (real Label Studio users)
     simulated_annotators: int = 3
     target_agreement: float = 0.73
-    gold: str = "services.gold:vader_positivity"
+    gold: str = "services.sim.gold:vader_positivity"  # loaded only to simulate annotators and for the report
     reward_train: dict = field(default_factory=lambda: {"epochs": 2, "learning_rate": 5e-5, "batch_size": 16})
     policy_method: str = "grpo"
     policy_train: dict = field(default_factory=lambda: {"max_steps": 10, "prompts_per_step": 2, "num_generations": 4})
@@ -61,9 +61,7 @@ class LoopConfig:
         unknown_gates = set(gates) - {f.name for f in dataclasses.fields(Gates)}
         if unknown_gates:
             raise InvalidRequestError(f"unknown gate(s): {', '.join(sorted(unknown_gates))}")
-        config = cls(**raw, gates=Gates(**gates))
-        config.validate()
-        return config
+        return cls(**raw, gates=Gates(**gates))
 
     def validate(self) -> None:
         """Everything a run needs, checked up front: a bad setting never surfaces mid-iteration."""
@@ -94,4 +92,10 @@ class LoopConfig:
             raise InvalidRequestError(f"random_share must be in [0, 1], got {self.random_share}")
         if self.simulate and self.simulated_annotators < self.annotations_per_task:
             raise InvalidRequestError("simulated_annotators must be at least annotations_per_task")
-        load_gold_scorer(self.gold)
+        if not self.simulate and not self.prompts_file:
+            raise InvalidRequestError(
+                'prompts_file is required: name a JSON-lines file of {"prompt": ...} objects '
+                "(only a simulated run, simulate = true, may use the built-in demo prompts)"
+            )
+        if self.simulate:
+            load_function(self.gold, "gold scorer")

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 
 STRATEGIES = ("uncertainty", "random")
 

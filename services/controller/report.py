@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.controller.report_figures import bootstrap_interval, distinct_n, per_prompt_win_rates
-from services.gold import GoldScorer
+from services.core.rankings import GoldScorer
 from services.policy.client import PolicyClient
 
 TARGETS = {

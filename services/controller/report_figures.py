@@ -6,13 +6,14 @@ import random
 import statistics
 from collections.abc import Sequence
 
+from services.core.win_rate import win
+
 
 def pairwise_win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """Share of (candidate sample, baseline sample) pairs the candidate wins, ties counting half."""
     if not candidate or not baseline:
         raise ValueError("a win-rate needs samples on both sides")
-    wins = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c in candidate for b in baseline)
-    return wins / (len(candidate) * len(baseline))
+    return sum(win(c, b) for c in candidate for b in baseline) / (len(candidate) * len(baseline))
 
 
 def per_prompt_win_rates(candidate: Sequence[Sequence[float]], baseline: Sequence[Sequence[float]]) -> list[float]:

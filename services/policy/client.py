@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from services.grpc_client import GrpcClient
+from services.core.rankings import Ranking
 from services.proto.rlhf.v1 import policy_pb2, policy_pb2_grpc
-from services.proto_convert import ranking_to_proto
-from services.reward.preferences import Ranking
-from services.version_rpcs import VersionCalls
+from services.rpc.client import GrpcClient
+from services.rpc.proto_convert import ranking_to_proto
+from services.rpc.version_rpcs import VersionCalls
 
 
 def sampling(**params) -> policy_pb2.SamplingParams:

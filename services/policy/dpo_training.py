@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.core.rankings import PreferencePair
 from services.policy.train_config import PolicyTrainConfig
 from services.policy.train_setup import (
     common_args,
@@ -13,7 +14,6 @@ from services.policy.train_setup import (
     reference_is_base,
     trainable_model,
 )
-from services.reward.preferences import PreferencePair
 
 
 def pair_dataset(pairs: Sequence[PreferencePair], chat: bool):

@@ -11,8 +11,8 @@ from typing import Protocol
 
 import torch
 
-from services.errors import DeadlineError, InvalidRequestError, PreconditionError
-from services.model_registry import VersionInfo
+from services.core.errors import DeadlineError, InvalidRequestError, PreconditionError
+from services.models.registry import VersionInfo
 from services.policy.policy_model import PolicyModel, format_prompt
 
 BACKENDS = ("transformers", "vllm")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from services.model_loading import check_weights
-from services.model_registry import VersionInfo
+from services.models.loading import check_weights
+from services.models.registry import VersionInfo
 
 log = logging.getLogger(__name__)
 

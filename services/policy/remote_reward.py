@@ -12,9 +12,9 @@ from pathlib import Path
 
 import grpc
 
-from services.errors import ServiceError
-from services.grpc_client import open_aio_channel
+from services.core.errors import ServiceError
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
+from services.rpc.client import open_aio_channel
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from services.grpc_runtime import ServerSettings, serve
 from services.policy.metrics import PREFIX, PolicyMetrics
 from services.policy.service import PolicyService, PolicyServiceConfig
 from services.policy.servicer import SERVICE_NAME, PolicyServicer
 from services.proto.rlhf.v1 import policy_pb2_grpc
+from services.rpc.server_runtime import ServerSettings, serve
 
 
 async def run_policy_server(settings: ServerSettings, config: PolicyServiceConfig) -> None:

@@ -18,23 +18,24 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.errors import CancelledError, InvalidRequestError, PreconditionError, ServiceError
-from services.gold import load_gold_scorer
-from services.grpc_client import open_aio_channel
-from services.model_loading import resolve_model
-from services.model_registry import ModelRegistry, VersionInfo
+from services.core.env import REWARD_TOKEN_ENV
+from services.core.errors import CancelledError, InvalidRequestError, PreconditionError, ServiceError
+from services.core.loader import load_function
+from services.core.rankings import Ranking, dataset_hash, group_pairs_by_prompt
+from services.core.win_rate import win_rate
+from services.models.loading import resolve_model
+from services.models.registry import ModelRegistry, VersionInfo
 from services.policy.generation import Generated, GenerationBackend, Sampling, TransformersBackend, select_backend
 from services.policy.metrics import PolicyMetrics
 from services.policy.policy_model import PolicyModel, completion_logprobs
 from services.policy.remote_reward import RemoteReward, RewardServiceUnavailableError
 from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_worker import REWARD_TOKEN_ENV
-from services.reward.preferences import Ranking, dataset_hash, group_pairs_by_prompt
+from services.rpc.client import open_aio_channel
 
 log = logging.getLogger(__name__)
 
 VERSION_PREFIX = "policy"
-ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "accelerate"
+ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parent / "accelerate"  # package data: present in any install
 
 
 @dataclass
@@ -68,12 +69,6 @@ class Evaluation:
     baseline_mean_gold: float | None = None
 
 
-def win_rate(candidate: Sequence[float], baseline: Sequence[float]) -> float:
-    """Share of prompts where the candidate scores higher; ties count half."""
-    wins = sum(1.0 if c > b else 0.5 if c == b else 0.0 for c, b in zip(candidate, baseline, strict=True))
-    return wins / len(candidate)
-
-
 class PolicyService:
     def __init__(self, config: PolicyServiceConfig, metrics: PolicyMetrics | None = None):
         self.config = config
@@ -84,7 +79,7 @@ class PolicyService:
         self.base_path: Path | None = None
         self.policy: PolicyModel | None = None
         self.backend: GenerationBackend | None = None
-        self.gold = load_gold_scorer(config.gold_scorer) if config.gold_scorer else None
+        self.gold = load_function(config.gold_scorer, "gold scorer") if config.gold_scorer else None
         self.reward = (
             RemoteReward(config.reward_target, token=config.reward_token, tls_ca=config.reward_tls_ca)
             if config.reward_target

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from services.errors import ServiceError
-from services.grpc_runtime import relay_events
+from services.core.errors import ServiceError
 from services.policy.generation import Sampling
 from services.policy.service import PolicyService
 from services.policy.train_config import PolicyTrainConfig
 from services.proto.rlhf.v1 import policy_pb2, policy_pb2_grpc
-from services.proto_convert import config_from_proto, ranking_from_proto
-from services.version_rpcs import VersionRpcs, version_to_proto
+from services.rpc.proto_convert import config_from_proto, ranking_from_proto
+from services.rpc.server_runtime import relay_events
+from services.rpc.version_rpcs import VersionRpcs, version_to_proto
 
 SERVICE_NAME = policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from services.config_checks import check_config
-from services.errors import InvalidRequestError
+from services.core.config_checks import check_config
+from services.core.errors import InvalidRequestError
 
 METHODS = ("grpo", "rloo", "dpo")
 

@@ -15,13 +15,12 @@ import sys
 import warnings
 from pathlib import Path
 
+from services.core.env import REWARD_TOKEN_ENV
+from services.core.rankings import PreferencePair
 from services.policy.orphan_guard import die_with_parent
 from services.policy.remote_reward import RemoteReward, RewardServiceUnavailableError
 from services.policy.train_config import PolicyTrainConfig
 from services.policy.train_setup import emit
-from services.reward.preferences import PreferencePair
-
-REWARD_TOKEN_ENV = "RLHF_LOOP_REWARD_TOKEN"  # tokens travel by environment, never in the spec file
 
 
 def run(spec: dict) -> dict:

@@ -11,7 +11,7 @@ import asyncio
 
 from aiohttp import web
 
-from services.errors import InvalidRequestError, ServiceError
+from services.core.errors import InvalidRequestError, ServiceError
 from services.reward.scorer import ScoreItem
 from services.reward.service import RewardService
 

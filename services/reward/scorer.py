@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from services.model_loading import load_reward_model
+from services.models.loading import load_reward_model
 from services.reward.encoding import encode_pair
 
 

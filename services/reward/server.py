@@ -6,12 +6,12 @@ import asyncio
 
 import torch
 
-from services.grpc_runtime import ServerSettings, serve
 from services.proto.rlhf.v1 import reward_pb2_grpc
 from services.reward.http_api import openrlhf_routes
 from services.reward.metrics import PREFIX, RewardMetrics
 from services.reward.service import RewardService, RewardServiceConfig
 from services.reward.servicer import SERVICE_NAME, RewardServicer
+from services.rpc.server_runtime import ServerSettings, serve
 
 
 async def run_reward_server(settings: ServerSettings, config: RewardServiceConfig) -> None:

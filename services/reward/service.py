@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from services.batching import BatchStats, DynamicBatcher
-from services.errors import InvalidRequestError, PreconditionError
-from services.model_loading import load_reward_model, resolve_model
-from services.model_registry import ModelRegistry, VersionInfo
+from services.core.errors import InvalidRequestError, PreconditionError
+from services.core.rankings import Ranking, dataset_hash
+from services.models.loading import load_reward_model, resolve_model
+from services.models.registry import ModelRegistry, VersionInfo
 from services.reward.metrics import RewardMetrics
-from services.reward.preferences import Ranking, dataset_hash
 from services.reward.ranking import RankResult, rank_candidates
 from services.reward.scorer import RewardScorer, ScoreItem
 from services.reward.train_config import RewardTrainConfig

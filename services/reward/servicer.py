@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from services.errors import ServiceError
-from services.grpc_runtime import relay_events
+from services.core.errors import ServiceError
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
-from services.proto_convert import config_from_proto, ranking_from_proto
 from services.reward.scorer import ScoreItem
 from services.reward.service import RewardService
 from services.reward.train_config import RewardTrainConfig
-from services.version_rpcs import VersionRpcs, version_to_proto
+from services.rpc.proto_convert import config_from_proto, ranking_from_proto
+from services.rpc.server_runtime import relay_events
+from services.rpc.version_rpcs import VersionRpcs, version_to_proto
 
 SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from services.config_checks import check_config
+from services.core.config_checks import check_config
 
 
 @dataclass

@@ -18,16 +18,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from services.errors import CancelledError, PreconditionError
-from services.model_loading import load_reward_model
-from services.reward.encoding import encode_pair
-from services.reward.preferences import (
+from services.core.errors import CancelledError, PreconditionError
+from services.core.rankings import (
     PreferencePair,
     PromptSplit,
     Ranking,
     group_pairs_by_prompt,
     split_by_prompt,
 )
+from services.core.win_rate import win_rate
+from services.models.loading import load_reward_model
+from services.reward.encoding import encode_pair
 from services.reward.scorer import RewardScorer, ScoreItem
 from services.reward.train_config import RewardTrainConfig
 
@@ -141,8 +142,7 @@ def pairwise_accuracy(scorer: RewardScorer, pairs: Sequence[PreferencePair]) -> 
         return float("nan")
     items = [ScoreItem(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)]
     scores = scorer.score(items)
-    wins = sum(1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(scores[::2], scores[1::2], strict=True))
-    return wins / len(pairs)
+    return win_rate(scores[::2], scores[1::2])
 
 
 def train_reward_model(

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.templates import TEMPLATES
-from services.grpc_client import GrpcClient
 from services.proto.rlhf.v1 import policy_pb2, reward_pb2
+from services.rpc.client import GrpcClient
 from tests.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from label_studio_sdk import LabelStudio
 from labelstudio_backend.annotators import create_annotator
 from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.project_setup import init_project
-from services.service_process import ServiceProcess
+from services.tools.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from labelstudio_backend.preference_store import PreferenceStore
 from services.controller.loop_state import LoopState
 from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
-from services.service_process import ServiceProcess
+from services.tools.service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def running(tiny_model_dir, tmp_path_factory):
     policy = ServiceProcess(
         "policy",
         ["--registry", str(root / "policy"), "--model", str(tiny_model_dir), "--reward-url", reward.target,
-         "--gold-scorer", "services.gold:vader_positivity"],
+         "--gold-scorer", "services.sim.gold:vader_positivity"],
         root / "p.log", env={**WITH_TOKEN, "RLHF_LOOP_REWARD_TOKEN": TOKEN},
     )  # fmt: skip
     policy.wait_ready()

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.controller.metrics import LoopMetrics
 from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
-from services.service_process import free_port
+from services.tools.service_process import free_port
 from tests.metrics_catalogue import catalogue
 from tests.tiny_stack import start_tiny_stack
 

@@ -8,13 +8,13 @@ import grpc
 import psutil
 import pytest
 
-from services.model_registry import ModelRegistry
+from services.core.rankings import group_pairs_by_prompt
+from services.models.registry import ModelRegistry
 from services.policy.client import PolicyClient
 from services.policy.policy_model import PolicyModel, completion_logprobs
-from services.reward.builtin_preferences import synthetic_rankings
 from services.reward.client import RewardClient
-from services.reward.preferences import group_pairs_by_prompt
-from services.service_process import ServiceProcess, free_port
+from services.sim.synthetic_rankings import synthetic_rankings
+from services.tools.service_process import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.reward.builtin_preferences import synthetic_rankings
+from services.core.rankings import Ranking, group_pairs_by_prompt
 from services.reward.client import RewardClient
-from services.reward.preferences import Ranking, group_pairs_by_prompt
-from services.service_process import ServiceProcess
+from services.sim.synthetic_rankings import synthetic_rankings
+from services.tools.service_process import ServiceProcess
 from tests.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.integration

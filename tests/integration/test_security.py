@@ -12,9 +12,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.grpc_client import GrpcClient
 from services.proto.rlhf.v1 import policy_pb2, reward_pb2
-from services.service_process import ServiceProcess
+from services.rpc.client import GrpcClient
+from services.tools.service_process import ServiceProcess
 from tests.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.integration

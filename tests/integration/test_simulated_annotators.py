@@ -9,7 +9,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.templates import TEMPLATES, candidate_data
-from services.gold import vader_positivity
+from services.sim.gold import vader_positivity
 
 pytestmark = pytest.mark.integration
 

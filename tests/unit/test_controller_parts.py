@@ -7,7 +7,7 @@ from services.controller.gates import Gates, policy_gate, reward_gate
 from services.controller.loop import policy_train_settings
 from services.controller.loop_config import LoopConfig
 from services.controller.prompt_selection import order_uncertainty, select_prompts
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 from services.reward.ranking import rank_candidates
 
 

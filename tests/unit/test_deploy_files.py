@@ -153,5 +153,6 @@ def test_the_deployed_loop_configs_are_valid_loop_configs(tmp_path):
     k8s_config.write_text(config_map["data"]["loop.toml"])
     for path in (k8s_config, DEPLOY / "compose" / "loop.toml"):
         config = LoopConfig.from_toml(path)
+        config.validate()  # a deployed (non-simulated) config must name its prompts file
         assert config.metrics_port == 9466 and config.metrics_host == "0.0.0.0"
         assert tomllib.loads(path.read_text())["reward_url"] == "reward:50051"

@@ -4,7 +4,7 @@ import grpc
 import pytest
 
 from services.reward.client import RewardClient
-from services.service_process import free_port
+from services.tools.service_process import free_port
 
 
 def test_unavailable_is_retried_with_backoff_then_raised():

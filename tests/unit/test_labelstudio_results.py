@@ -108,7 +108,7 @@ def test_labelstudio_up_refuses_a_busy_port(tmp_path):
     import socket
 
     from labelstudio_backend.labelstudio_server import up
-    from services.errors import PreconditionError
+    from services.core.errors import PreconditionError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -120,7 +120,7 @@ def test_labelstudio_up_refuses_a_busy_port(tmp_path):
 def test_noise_temperature_is_calibrated_to_the_target_agreement():
     import random
 
-    from labelstudio_backend.simulated_annotators import calibrate_temperature, expected_agreement, noisy_order
+    from services.sim.simulated_annotators import calibrate_temperature, expected_agreement, noisy_order
 
     rng = random.Random(0)
     groups = [[rng.uniform(-1, 1) for _ in range(4)] for _ in range(200)]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from services.model_loading import (
+from services.models.loading import (
     ModelNotFoundError,
     UnsafeWeightsError,
     check_weights,

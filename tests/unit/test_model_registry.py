@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from services.model_registry import (
+from services.models.registry import (
     InvalidVersionNameError,
     ModelRegistry,
     NothingToRollBackError,
@@ -59,7 +59,7 @@ def test_kill_during_write_leaves_no_version(tmp_path):
     writer = textwrap.dedent(
         f"""
         from pathlib import Path
-        from services.model_registry import ModelRegistry
+        from services.models.registry import ModelRegistry
         registry = ModelRegistry(Path({str(tmp_path)!r}), "reward")
         staging = registry.staging_dir()
         with open(staging / "model.safetensors", "wb") as f:

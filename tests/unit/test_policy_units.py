@@ -3,11 +3,11 @@ import math
 
 import pytest
 
-from services.errors import InvalidRequestError, PreconditionError
-from services.gold import load_gold_scorer
+from services.core.errors import InvalidRequestError, PreconditionError
+from services.core.loader import load_function
+from services.core.win_rate import win_rate
 from services.policy.generation import Sampling, select_backend
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
-from services.policy.service import win_rate
 from services.policy.train_config import PolicyTrainConfig
 from services.policy.train_setup import kl_budget_callback
 
@@ -75,9 +75,9 @@ def test_win_rate_counts_ties_half():
 
 
 def test_gold_scorer_spec_resolves_or_explains():
-    assert load_gold_scorer("tests.gold_scorers:length")("p", "abc") == 3.0
+    assert load_function("tests.gold_scorers:length")("p", "abc") == 3.0
     with pytest.raises(InvalidRequestError, match="module:function"):
-        load_gold_scorer("no_such_module:f")
+        load_function("no_such_module:f")
 
 
 def test_trl_message_formats_are_read_as_text():

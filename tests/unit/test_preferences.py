@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from services.errors import InvalidRequestError
-from services.reward.preferences import (
+from services.core.errors import InvalidRequestError
+from services.core.rankings import (
     Ranking,
     dataset_hash,
     group_pairs_by_prompt,

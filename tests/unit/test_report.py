@@ -5,7 +5,7 @@ import pytest
 
 from services.controller.report import VersionSamples, build_report, write_report
 from services.controller.report_figures import bootstrap_interval, distinct_n, pairwise_win_rate, per_prompt_win_rates
-from services.gold import friendly_and_on_topic, topic_words
+from services.sim.gold import friendly_and_on_topic, topic_words
 
 
 def test_win_rate_counts_every_pair_and_ties_half():

@@ -2,9 +2,8 @@ import math
 
 import pytest
 
-from services.errors import InvalidRequestError
-from services.reward.builtin_preferences import synthetic_rankings
-from services.reward.preferences import Ranking
+from services.core.errors import InvalidRequestError
+from services.core.rankings import Ranking
 from services.reward.ranking import rank_candidates
 from services.reward.scorer import length_buckets
 from services.reward.train_config import RewardTrainConfig
@@ -14,6 +13,7 @@ from services.reward.trainer import (
     prepare_split,
     train_reward_model,
 )
+from services.sim.synthetic_rankings import synthetic_rankings
 
 
 def test_batches_never_split_a_prompt_group():
@@ -89,8 +89,8 @@ def test_training_learns_the_rule_and_saves_a_loadable_model(tiny_model_dir, tmp
 
 
 def test_margins_follow_the_rank_gap_when_enabled(tiny_model_dir):
-    from services.model_loading import load_reward_model
-    from services.reward.preferences import rankings_to_pairs
+    from services.core.rankings import rankings_to_pairs
+    from services.models.loading import load_reward_model
     from services.reward.trainer import _pair_rows
 
     _, tokenizer = load_reward_model(tiny_model_dir)

@@ -29,8 +29,8 @@ import grpc
 
 from labelstudio_backend.templates import TEMPLATES
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
-from services.reward.bench import item_mix
-from services.service_process import ServiceProcess
+from services.tools.reward_bench import item_mix
+from services.tools.service_process import ServiceProcess
 
 TARGETS = {"errors": 0, "rss_growth": 0.10, "rejection_p99_ms": 100.0, "accepted_missed_deadline": 0,
            "recovery_p50_ratio": 1.5}  # fmt: skip

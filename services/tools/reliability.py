@@ -18,8 +18,8 @@ import xml.etree.ElementTree as ElementTree
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.chaos import run_chaos
-from services.load_bench import run_load_benchmark
+from services.tools.chaos import run_chaos
+from services.tools.load_bench import run_load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = {

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from services.errors import NotFoundError, PreconditionError
+from services.core.errors import NotFoundError, PreconditionError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-AUTH_TOKEN_ENV = "RLHF_LOOP_AUTH_TOKEN"  # the services' bearer token, for servers and the clients that call them
 
 
 def open_aio_channel(target: str, tls_ca: Path | None = None) -> grpc.aio.Channel:

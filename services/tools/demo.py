@@ -20,9 +20,9 @@ from services.controller.gates import Gates
 from services.controller.loop import RlhfLoop
 from services.controller.loop_config import LoopConfig
 from services.controller.progress import LoopProgress, RichLoopProgress
-from services.service_process import ServiceProcess, free_port
+from services.tools.service_process import ServiceProcess, free_port
 
-DEMO_GOLD = "services.gold:friendly_and_on_topic"
+DEMO_GOLD = "services.sim.gold:friendly_and_on_topic"
 MARKER = ".rlhf-loop-demo"  # only a folder carrying it is wiped before a new run
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import grpc
 import torch
 
-from services.model_registry import ModelRegistry
+from services.models.registry import ModelRegistry
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.reward.scorer import RewardScorer, ScoreItem
 from services.reward.service import VERSION_PREFIX
-from services.service_process import ServiceProcess
+from services.tools.service_process import ServiceProcess
 
 TARGETS = {"grpc_vs_inprocess": 0.8, "batched_vs_unbatched": 2.0, "service_peak_rss_gb": 1.5}
 

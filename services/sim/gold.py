@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import re
-from collections.abc import Callable
-
-from services.errors import InvalidRequestError
-
-GoldScorer = Callable[[str, str], float]
-DEFAULT_GOLD = "services.gold:vader_positivity"
 
 
 @functools.cache
@@ -50,12 +43,3 @@ def friendly_and_on_topic(prompt: str, response: str) -> float:
     asked = topic_words(prompt)
     coverage = len(asked & topic_words(response)) / len(asked) if asked else 0.0
     return sentiment["pos"] - sentiment["neg"] + coverage / 4
-
-
-def load_gold_scorer(spec: str) -> GoldScorer:
-    """`module:function` -> the function; a clear error when it does not resolve."""
-    module_name, _, function_name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise InvalidRequestError(f"gold scorer {spec!r} is not an importable module:function ({error})") from None

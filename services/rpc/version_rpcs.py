@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from services.errors import ServiceError
-from services.model_registry import VersionInfo
+from services.core.errors import ServiceError
+from services.models.registry import VersionInfo
 from services.proto.rlhf.v1 import common_pb2
 
 

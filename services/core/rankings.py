@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
+
+# A judge of one response: (prompt, response) -> score. Gold scorers of simulations have this shape.
+GoldScorer = Callable[[str, str], float]
 
 
 @dataclass(frozen=True)

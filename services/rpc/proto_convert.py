@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from services.core.rankings import Ranking
 from services.proto.rlhf.v1 import common_pb2
-from services.reward.preferences import Ranking
 
 Config = TypeVar("Config")
 

@@ -30,9 +30,9 @@ from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.project_setup import init_project, labelstudio_client
 from labelstudio_backend.webhooks import preference_from_annotation
 from services.controller.loop_state import LoopState
-from services.model_registry import ModelRegistry
-from services.service_process import ServiceProcess, free_port
-from services.tiny_model import build_tiny_llama
+from services.models.registry import ModelRegistry
+from services.sim.tiny_model import build_tiny_llama
+from services.tools.service_process import ServiceProcess, free_port
 
 COMPONENTS = ("controller", "reward", "policy", "backend", "labelstudio")
 PROJECT = "chaos"
@@ -95,7 +95,7 @@ class Stack:
             return ["--registry", str(self.root / "reward"), "--model", str(self.model)]
         if name == "policy":
             return ["--registry", str(self.root / "policy"), "--model", str(self.model), "--reward-url", reward,
-                    "--gold-scorer", "services.gold:vader_positivity"]  # fmt: skip
+                    "--gold-scorer", "services.sim.gold:vader_positivity"]  # fmt: skip
         return ["--store", self.store_url, "--reward-url", reward]
 
     def kill(self, name: str) -> None:

@@ -9,30 +9,9 @@ from __future__ import annotations
 
 import random
 
-from services.reward.preferences import Ranking
+from services.core.rankings import Ranking
+from services.sim.prompts import TOPICS
 
-TOPICS = [
-    "the weather",
-    "a recipe for soup",
-    "learning Python",
-    "the history of Rome",
-    "how rainbows form",
-    "saving money",
-    "training for a marathon",
-    "growing tomatoes",
-    "writing a cover letter",
-    "the solar system",
-    "fixing a bike tire",
-    "brewing coffee",
-    "planning a trip to Japan",
-    "caring for a cat",
-    "public speaking",
-    "reading more books",
-    "the water cycle",
-    "making bread",
-    "choosing a laptop",
-    "sleeping better",
-]
 FRIENDLY = [
     "Happy to help!",
     "Great question.",

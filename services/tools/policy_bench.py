@@ -21,8 +21,8 @@ from pathlib import Path
 import psutil
 import torch
 
-from services.model_loading import resolve_model
-from services.model_registry import ModelRegistry
+from services.models.loading import resolve_model
+from services.models.registry import ModelRegistry
 from services.policy.client import PolicyClient
 from services.policy.online_training import train_online
 from services.policy.policy_model import format_prompt, load_causal_lm, pick_device
@@ -30,7 +30,7 @@ from services.policy.remote_reward import RemoteReward, completion_text, prompt_
 from services.policy.train_config import PolicyTrainConfig
 from services.reward.client import RewardClient
 from services.reward.scorer import RewardScorer, ScoreItem
-from services.service_process import ServiceProcess
+from services.tools.service_process import ServiceProcess
 
 TARGETS = {"generate_grpc_vs_direct": 0.9, "remote_reward_step_overhead": 1.15, "policy_service_peak_rss_gb": 6.0}
 PROMPTS = [

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from services.grpc_client import GrpcClient
+from services.rpc.client import GrpcClient
 
 
 def free_port() -> int:

@@ -24,8 +24,8 @@ from labelstudio_backend.annotators import create_annotator
 from labelstudio_backend.project_setup import sdk_field
 from labelstudio_backend.results import task_candidates
 from labelstudio_backend.templates import ranking_result, template_of
-from services.errors import InvalidRequestError
-from services.gold import GoldScorer
+from services.core.errors import InvalidRequestError
+from services.core.rankings import GoldScorer
 
 
 def noisy_order(gold: Sequence[float], temperature: float, rng: random.Random) -> list[int]:

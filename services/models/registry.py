@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.errors import InvalidRequestError, NotFoundError, PreconditionError
+from services.core.errors import InvalidRequestError, NotFoundError, PreconditionError
 
 METADATA_FILE = "metadata.json"
 STATE_FILE = "state.json"

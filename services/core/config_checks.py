@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from services.errors import InvalidRequestError
+from services.core.errors import InvalidRequestError
 
 
 def check_config(config, ranges: dict[str, bool]) -> None:
