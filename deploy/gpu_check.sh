@@ -44,29 +44,21 @@ fi
 import json, statistics, sys, tempfile, time
 from pathlib import Path
 from services.policy.client import PolicyClient
-from services.tools.service_process import ServiceProcess
+from services.tools.local_stack import LocalStack
 from services.models.loading import resolve_model
 policy_model, reward_model = sys.argv[1], sys.argv[2]
 prompts = [f"Write a friendly sentence about topic {i}." for i in range(32)]
-with tempfile.TemporaryDirectory() as tmp:
-    root = Path(tmp)
-    reward = ServiceProcess("reward", ["--registry", str(root / "r"), "--model", reward_model], root / "r.log")
-    reward.wait_ready()
-    policy = ServiceProcess("policy", ["--registry", str(root / "p"), "--model", str(resolve_model(policy_model)),
-                                       "--reward-url", reward.target], root / "p.log")
-    policy.wait_ready(600)
-    try:
-        with PolicyClient(policy.target, timeout_s=1800) as client:
-            device = client.info().device
-            began = time.monotonic()
-            events = list(client.train(prompts=prompts, method="grpo", max_steps=20, prompts_per_step=4,
-                                       num_generations=4, max_new_tokens=64, save_steps=10))
-            steps = [e.progress for e in events[:-1]]
-            print(json.dumps({"grpo_20_steps": {"device": device, "version": events[-1].version.id,
-                  "wall_s": round(time.monotonic() - began, 1),
-                  "mean_step_s": round(statistics.mean(s.step_seconds for s in steps[1:]), 3),
-                  "reward_mean_first_last": [round(steps[0].reward_mean, 4), round(steps[-1].reward_mean, 4)]}}))
-    finally:
-        policy.stop()
-        reward.stop()
+with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp)) as stack:
+    stack.reward(reward_model)
+    policy = stack.policy(str(resolve_model(policy_model)), timeout_s=600)
+    with PolicyClient(policy.target, timeout_s=1800) as client:
+        device = client.info().device
+        began = time.monotonic()
+        events = list(client.train(prompts=prompts, method="grpo", max_steps=20, prompts_per_step=4,
+                                   num_generations=4, max_new_tokens=64, save_steps=10))
+        steps = [e.progress for e in events[:-1]]
+        print(json.dumps({"grpo_20_steps": {"device": device, "version": events[-1].version.id,
+              "wall_s": round(time.monotonic() - began, 1),
+              "mean_step_s": round(statistics.mean(s.step_seconds for s in steps[1:]), 3),
+              "reward_mean_first_last": [round(steps[0].reward_mean, 4), round(steps[-1].reward_mean, 4)]}}))
 PY

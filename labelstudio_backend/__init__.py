@@ -1,5 +1,2 @@
-"""The Label Studio ML backend (setup, predict, webhooks, preference store).
-
-Only the package exists so far; the backend itself is the subject of its own
-issue and builds on `services.core.rankings` for ranking -> pair conversion.
-"""
+"""The Label Studio ML backend: /setup, /predict (candidates pre-ranked by the reward service), /webhook into the
+preference store, sync from Label Studio's export, project setup and templates, and a local Label Studio server."""

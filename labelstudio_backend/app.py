@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 
-from labelstudio_backend.candidates import Sampling, fill_tasks
+from labelstudio_backend.candidates import fill_tasks
 from labelstudio_backend.metrics import BackendMetrics
 from labelstudio_backend.predictions import prediction
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
@@ -36,9 +36,8 @@ from labelstudio_backend.webhooks import (
 )
 from services.core.errors import InvalidRequestError, ServiceError
 from services.policy.client import PolicyClient
-from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
-from services.reward.ranking import rank_candidates
-from services.rpc.client import open_aio_channel
+from services.policy.sampling import Sampling
+from services.reward.client import AsyncRewardClient
 from services.rpc.server_runtime import metrics_route
 
 log = logging.getLogger(__name__)
@@ -114,20 +113,10 @@ class Backend:
         self.store = PreferenceStore(config.store_url)
         self.metrics.preferences_stored.set_function(self.store.count)
         self.metrics.agreement.set_function(self._agreement)
-        self._reward: reward_pb2_grpc.RewardServiceStub | None = None
+        self.reward = AsyncRewardClient(
+            config.reward_target, token=config.reward_token, tls_ca=config.reward_tls_ca, timeout_s=60
+        )
         self._background: set[asyncio.Task] = set()
-
-    @property
-    def reward(self) -> reward_pb2_grpc.RewardServiceStub:
-        if self._reward is None:  # created inside the server's event loop
-            self._reward = reward_pb2_grpc.RewardServiceStub(
-                open_aio_channel(self.config.reward_target, self.config.reward_tls_ca)
-            )
-        return self._reward
-
-    @property
-    def _reward_metadata(self) -> tuple:
-        return (("authorization", f"Bearer {self.config.reward_token}"),) if self.config.reward_token else ()
 
     # -- routes ----------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -135,13 +124,11 @@ class Backend:
 
     async def setup(self, request: web.Request) -> web.Response:
         await _json_object(request)
-        info = await self.reward.GetInfo(reward_pb2.GetInfoRequest(), timeout=10, metadata=self._reward_metadata)
+        info = await self.reward.info(timeout_s=10)
         return web.json_response({"model_version": info.active_version})
 
     async def versions(self, request: web.Request) -> web.Response:
-        reply = await self.reward.ListVersions(
-            common_pb2.ListVersionsRequest(), timeout=10, metadata=self._reward_metadata
-        )
+        reply = await self.reward.list_versions(timeout_s=10)
         return web.json_response({"versions": [v.id for v in reply.versions], "active": reply.active})
 
     async def predict(self, request: web.Request) -> web.Response:
@@ -163,9 +150,7 @@ class Backend:
         try:
             ids, bodies = task_candidates(data)
             prompt = data.get("prompt", "")
-            reply = await self.reward.Rank(
-                reward_pb2.RankRequest(prompt=prompt, candidates=bodies), timeout=60, metadata=self._reward_metadata
-            )
+            ranked = await self.reward.rank(prompt, bodies)
         except ResultRejectedError:
             # No candidates yet: no prediction at all. An empty one would be stored, and Label Studio
             # never asks again for a task that has a prediction, so the real one would never come.
@@ -175,7 +160,6 @@ class Backend:
                 raise  # the reward service is down or overloaded: the whole request fails (503)
             log.warning("task not pre-ranked", extra={"reason": error.details()})
             return []  # e.g. a candidate over the length limit
-        ranked = rank_candidates(list(reply.scores), reply.model_version)
         return prediction(template, ids, ranked)
 
     async def webhook(self, request: web.Request) -> web.Response:

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from labelstudio_backend.templates import Template, candidate_data
 from services.policy.client import PolicyClient
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    seed: int | None = None
+from services.policy.sampling import Sampling
 
 
 def generate_task_data(

@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from services.core.env import LABELSTUDIO_TOKEN_ENV
 from services.core.errors import PreconditionError
 from services.models.loading import cache_dir
 
@@ -167,8 +168,19 @@ def down(data_dir: Path | None = None, timeout_s: float = 30) -> bool:
     return True
 
 
-def load_credentials(data_dir: Path | None = None) -> Credentials:
+def load_credentials(data_dir: Path | str | None = None) -> Credentials:
     path = Path(data_dir or default_data_dir()) / CREDENTIALS_FILE
     if not path.is_file():
         raise PreconditionError(f"no Label Studio credentials in {path.parent}: run `rlhf-loop labelstudio up` first")
     return Credentials(**json.loads(path.read_text()))
+
+
+def labelstudio_credentials(url: str | None, data_dir: Path | str | None = None) -> tuple[str, str]:
+    """(url, API token): the given URL with $RLHF_LOOP_LABELSTUDIO_TOKEN, else what `labelstudio up` saved."""
+    if url:
+        token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
+        if not token:
+            raise PreconditionError(f"labelstudio_url needs the API token in ${LABELSTUDIO_TOKEN_ENV}")
+        return url, token
+    credentials = load_credentials(data_dir)
+    return credentials.url, credentials.token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 from labelstudio_backend.templates import TEMPLATES
 from labelstudio_backend.webhooks import WEBHOOK_SECRET_HEADER
@@ -31,6 +32,14 @@ def sdk_field(item, name: str):
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
+def find_or_create_project(client, title: str, label_config: str) -> tuple[Any, bool]:
+    """(project, created): the project with this title, created with this labeling config when there is none."""
+    project = next((p for p in client.projects.list() if p.title == title), None)
+    if project is not None:
+        return project, False
+    return client.projects.create(title=title, label_config=label_config), True
+
+
 def init_project(
     client,
     *,
@@ -46,11 +55,8 @@ def init_project(
         raise InvalidRequestError(f"a ranking needs at least 2 candidates, got {candidates}")
     if template not in TEMPLATES:
         raise InvalidRequestError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
-    created = []
-    project = next((p for p in client.projects.list() if p.title == title), None)
-    if project is None:
-        project = client.projects.create(title=title, label_config=TEMPLATES[template].label_config)
-        created.append("project")
+    project, project_created = find_or_create_project(client, title, TEMPLATES[template].label_config)
+    created = ["project"] if project_created else []
     backend_url = backend_url.rstrip("/")
     ml = next((m for m in client.ml.list(project=project.id) if m.url.rstrip("/") == backend_url), None)
     if ml is None:

@@ -23,9 +23,9 @@ import grpc
 import httpx
 import requests
 
-from labelstudio_backend.labelstudio_server import default_data_dir, load_credentials
+from labelstudio_backend.labelstudio_server import default_data_dir, labelstudio_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
-from labelstudio_backend.project_setup import labelstudio_client, sdk_field
+from labelstudio_backend.project_setup import find_or_create_project, labelstudio_client, sdk_field
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
 from services.controller.gates import policy_gate, reward_gate
@@ -34,14 +34,15 @@ from services.controller.loop_state import STAGES, LoopState
 from services.controller.metrics import LoopMetrics
 from services.controller.progress import LoopProgress
 from services.controller.prompt_selection import order_uncertainty, select_prompts
-from services.controller.report import build_report, sample_versions, write_report
-from services.core.env import AUTH_TOKEN_ENV, LABELSTUDIO_TOKEN_ENV
+from services.controller.report import build_report, sample_versions
+from services.controller.report_render import write_report
+from services.core.env import AUTH_TOKEN_ENV
 from services.core.errors import PreconditionError
 from services.core.loader import load_function
 from services.core.prompts_file import read_prompts
 from services.core.rankings import dataset_hash
 from services.policy.client import PolicyClient
-from services.policy.train_config import PolicyTrainConfig
+from services.policy.training.config import PolicyTrainConfig
 from services.reward.client import RewardClient
 
 KL_STOP_SHARE = 0.8  # online policy training stops at this share of the gate's KL budget
@@ -82,14 +83,9 @@ class RlhfLoop:
 
             prompts = builtin_prompts()
         self.heldout, self.pool = prompts[: config.heldout_prompts], prompts[config.heldout_prompts :]
-        if config.labelstudio_url:
-            token = os.environ.get(LABELSTUDIO_TOKEN_ENV)
-            if not token:
-                raise PreconditionError(f"labelstudio_url needs the API token in ${LABELSTUDIO_TOKEN_ENV}")
-            self.labelstudio_url, self.labelstudio_token = config.labelstudio_url, token
-        else:
-            credentials = load_credentials(Path(config.labelstudio_data_dir) if config.labelstudio_data_dir else None)
-            self.labelstudio_url, self.labelstudio_token = credentials.url, credentials.token
+        self.labelstudio_url, self.labelstudio_token = labelstudio_credentials(
+            config.labelstudio_url, config.labelstudio_data_dir
+        )
         self.token = os.environ.get(AUTH_TOKEN_ENV) or None  # the services' bearer token, when they require one
         self.project_id: int | None = None
         self.metrics = LoopMetrics()
@@ -103,12 +99,9 @@ class RlhfLoop:
             reward.wait_ready(120)
             policy.wait_ready(600)
             versions = {"reward": reward.info().active_version, "policy": policy.info().active_version}
-        client = self._labelstudio()
-        project = next((p for p in client.projects.list() if p.title == self.config.project_title), None)
-        if project is None:
-            project = client.projects.create(
-                title=self.config.project_title, label_config=TEMPLATES[self.config.template].label_config
-            )
+        project, _ = find_or_create_project(
+            self._labelstudio(), self.config.project_title, TEMPLATES[self.config.template].label_config
+        )
         self.project_id = project.id
         return {"project_id": project.id, "active": versions}
 

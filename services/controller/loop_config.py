@@ -11,7 +11,7 @@ from services.controller.gates import Gates
 from services.controller.prompt_selection import STRATEGIES
 from services.core.errors import InvalidRequestError
 from services.core.loader import load_function
-from services.policy.train_config import METHODS
+from services.policy.training.config import METHODS
 
 
 @dataclass

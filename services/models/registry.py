@@ -9,17 +9,21 @@ The active pointer and its history live in state.json, replaced atomically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from services.core.errors import InvalidRequestError, NotFoundError, PreconditionError
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "metadata.json"
 STATE_FILE = "state.json"
@@ -48,6 +52,11 @@ class VersionInfo:
     @property
     def parent(self) -> str:
         return self.metadata.get("parent") or ""
+
+    @property
+    def format(self) -> str:
+        """What the version holds ("base", "lora", "full", ...); reward registries written before said `kind`."""
+        return self.metadata.get("format") or self.metadata.get("kind") or ""
 
 
 def write_json_atomically(path: Path, data: Any) -> None:
@@ -139,6 +148,25 @@ class ModelRegistry:
             os.rename(staging, self.versions_dir / version_id)
             _fsync_dir(self.versions_dir)
         return self.get(version_id)
+
+    def ensure_base(self, metadata: dict[str, Any], save: Callable[[Path], None] | None = None) -> VersionInfo:
+        """The first version; an empty registry gets one (`save` fills its directory) and nothing active gets it."""
+        versions = self.list()
+        if versions:
+            base = versions[0]
+        else:
+            staging = self.staging_dir()
+            try:
+                if save is not None:
+                    save(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            base = self.commit(staging, {"format": "base", "parent": "", "metrics": {}, **metadata})
+            log.info("registered base version", extra={"version": base.id, "base_model": metadata.get("base_model")})
+        if not versions or not self.active:
+            self.promote(base.id)
+        return base
 
     def promote(self, version_id: str) -> tuple[str, str]:
         """Make `version_id` active; returns (active, previous)."""

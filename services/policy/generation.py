@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,28 +13,9 @@ import torch
 from services.core.errors import DeadlineError, InvalidRequestError, PreconditionError
 from services.models.registry import VersionInfo
 from services.policy.policy_model import PolicyModel, format_prompt
+from services.policy.sampling import Sampling
 
 BACKENDS = ("transformers", "vllm")
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 1.0  # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    seed: int | None = None
-
-    def validate(self, max_new_tokens_limit: int) -> None:
-        if not math.isfinite(self.temperature) or not 0 <= self.temperature <= 10:
-            raise InvalidRequestError(f"temperature must be in [0, 10], got {self.temperature}")
-        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
-            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 1 <= self.max_new_tokens <= max_new_tokens_limit:
-            raise InvalidRequestError(
-                f"max_new_tokens must be in [1, {max_new_tokens_limit}], got {self.max_new_tokens}"
-            )
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise InvalidRequestError(f"seed out of range: {self.seed}")
 
 
 @dataclass(frozen=True)

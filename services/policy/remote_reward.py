@@ -1,22 +1,17 @@
 """The reward for GRPO/RLOO comes from the reward service: one batched Score call per generation batch.
 
-TRL awaits `async` reward functions on its own event loop, so the grpc.aio
-channel is created lazily inside that loop.
+TRL awaits `async` reward functions on its own event loop; AsyncRewardClient
+opens its channel lazily, inside that loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
 
 import grpc
 
 from services.core.errors import ServiceError
-from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
-from services.rpc.client import open_aio_channel
-
-log = logging.getLogger(__name__)
+from services.reward.client import AsyncRewardClient
 
 
 class RewardServiceUnavailableError(ServiceError):
@@ -52,14 +47,10 @@ class RemoteReward:
         retries: int = 3,
         backoff_s: float = 1.0,
     ):
-        self.target = target
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self.tls_ca = tls_ca
-        self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
+        self.client = AsyncRewardClient(
+            target, token=token, tls_ca=tls_ca, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s
+        )
         self.versions: set[str] = set()
-        self._stub: reward_pb2_grpc.RewardServiceStub | None = None
 
     async def __call__(self, prompts, completions, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
@@ -75,27 +66,16 @@ class RemoteReward:
         """One Score call, retried with backoff while the service is UNAVAILABLE."""
         if not responses:
             return []
-        if self._stub is None:
-            self._stub = reward_pb2_grpc.RewardServiceStub(open_aio_channel(self.target, self.tls_ca))
-        request = reward_pb2.ScoreRequest(
-            items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in zip(prompts, responses, strict=True)]
-        )
-        for attempt in range(self.retries + 1):
-            try:
-                reply = await self._stub.Score(request, timeout=self.timeout_s, metadata=self.metadata)
-                self.versions.add(reply.model_version)
-                return list(reply.scores)
-            except grpc.aio.AioRpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise ServiceError(
-                        f"reward service refused the batch: {error.code().name}: {error.details()}"
-                    ) from None
-                if attempt == self.retries:
-                    raise RewardServiceUnavailableError(
-                        f"reward service at {self.target} unavailable after {self.retries + 1} attempts: "
-                        f"{error.details()}"
-                    ) from error
-                delay = self.backoff_s * 2**attempt
-                log.warning("reward service unavailable, retrying", extra={"target": self.target, "delay_s": delay})
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+        try:
+            scores, version = await self.client.score(list(zip(prompts, responses, strict=True)))
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise ServiceError(
+                    f"reward service refused the batch: {error.code().name}: {error.details()}"
+                ) from None
+            raise RewardServiceUnavailableError(
+                f"reward service at {self.client.target} unavailable after {self.client.retry.retries + 1} attempts: "
+                f"{error.details()}"
+            ) from error
+        self.versions.add(version)
+        return scores

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from services.core.errors import ServiceError
-from services.policy.generation import Sampling
+from services.policy.sampling import Sampling
 from services.policy.service import PolicyService
-from services.policy.train_config import PolicyTrainConfig
+from services.policy.training.config import PolicyTrainConfig
 from services.proto.rlhf.v1 import policy_pb2, policy_pb2_grpc
 from services.rpc.proto_convert import config_from_proto, ranking_from_proto
 from services.rpc.server_runtime import relay_events

@@ -1,15 +1,35 @@
-"""Typed Python client of the reward service."""
+"""Typed Python clients of the reward service: RewardClient (blocking) and AsyncRewardClient (grpc.aio)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
 from services.core.rankings import Ranking
-from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
+from services.proto.rlhf.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 from services.reward.ranking import RankResult
-from services.rpc.client import GrpcClient
+from services.rpc.client import AsyncGrpcClient, GrpcClient
 from services.rpc.proto_convert import ranking_to_proto
 from services.rpc.version_rpcs import VersionCalls
+
+
+def score_request(items: Sequence[tuple[str, str]]) -> reward_pb2.ScoreRequest:
+    return reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in items])
+
+
+def rank_request(prompt: str, candidates: Sequence[str]) -> reward_pb2.RankRequest:
+    return reward_pb2.RankRequest(prompt=prompt, candidates=list(candidates))
+
+
+def score_result(reply: reward_pb2.ScoreResponse) -> tuple[list[float], str]:
+    """(one score per item, the model version that produced them)."""
+    return list(reply.scores), reply.model_version
+
+
+def rank_result(reply: reward_pb2.RankResponse) -> RankResult:
+    """The Rank reply as the service computed it: its order, and its K*K probabilities as rows."""
+    k = len(reply.scores)
+    probabilities = [list(reply.pairwise_probabilities[i * k : (i + 1) * k]) for i in range(k)]
+    return RankResult(list(reply.scores), list(reply.order), probabilities, reply.model_version)
 
 
 class RewardClient(VersionCalls, GrpcClient):
@@ -21,19 +41,10 @@ class RewardClient(VersionCalls, GrpcClient):
 
     def score(self, items: Sequence[tuple[str, str]], timeout_s: float | None = None) -> tuple[list[float], str]:
         """One score per (prompt, response) item, and the model version that produced them."""
-        request = reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=p, response=r) for p, r in items])
-        reply = self.call(self.stub.Score, request, timeout_s=timeout_s)
-        return list(reply.scores), reply.model_version
+        return score_result(self.call(self.stub.Score, score_request(items), timeout_s=timeout_s))
 
     def rank(self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None) -> RankResult:
-        reply = self.call(
-            self.stub.Rank,
-            reward_pb2.RankRequest(prompt=prompt, candidates=list(candidates)),
-            timeout_s=timeout_s,
-        )
-        k = len(reply.scores)
-        probabilities = [list(reply.pairwise_probabilities[i * k : (i + 1) * k]) for i in range(k)]
-        return RankResult(list(reply.scores), list(reply.order), probabilities, reply.model_version)
+        return rank_result(self.call(self.stub.Rank, rank_request(prompt, candidates), timeout_s=timeout_s))
 
     def train(
         self, rankings: Sequence[Ranking], timeout_s: float | None = None, **config
@@ -46,3 +57,23 @@ class RewardClient(VersionCalls, GrpcClient):
 
     def info(self) -> reward_pb2.RewardInfo:
         return self.call(self.stub.GetInfo, reward_pb2.GetInfoRequest())
+
+
+class AsyncRewardClient(AsyncGrpcClient[reward_pb2_grpc.RewardServiceStub]):
+    """`await AsyncRewardClient("127.0.0.1:50051").score([("prompt", "response")])`, inside a running loop."""
+
+    def __init__(self, target: str, **options):
+        super().__init__(target, reward_pb2_grpc.RewardServiceStub, **options)
+
+    async def score(self, items: Sequence[tuple[str, str]], timeout_s: float | None = None) -> tuple[list[float], str]:
+        """One score per (prompt, response) item, and the model version that produced them."""
+        return score_result(await self.call(self.stub.Score, score_request(items), timeout_s=timeout_s))
+
+    async def rank(self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None) -> RankResult:
+        return rank_result(await self.call(self.stub.Rank, rank_request(prompt, candidates), timeout_s=timeout_s))
+
+    async def info(self, timeout_s: float | None = None) -> reward_pb2.RewardInfo:
+        return await self.call(self.stub.GetInfo, reward_pb2.GetInfoRequest(), timeout_s=timeout_s)
+
+    async def list_versions(self, timeout_s: float | None = None) -> common_pb2.ListVersionsResponse:
+        return await self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest(), timeout_s=timeout_s)

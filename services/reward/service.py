@@ -67,7 +67,9 @@ class RewardService:
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        await asyncio.to_thread(self._ensure_base_version)
+        await asyncio.to_thread(
+            self.registry.ensure_base, {"base_model": str(self.config.base_model)}, self._save_backbone
+        )
         active = self.registry.active
         self._scorer = await asyncio.to_thread(self._load_scorer, active)
         self.metrics.model.info({"version": active, "architecture": self.architecture})
@@ -77,25 +79,15 @@ class RewardService:
     async def stop(self) -> None:
         await self.batcher.stop()
 
-    def _ensure_base_version(self) -> None:
-        """An empty registry gets the backbone as version 1; its new head is seeded for reproducibility."""
-        if not self.registry.list():
-            source = resolve_model(self.config.base_model)
-            torch.manual_seed(0)
-            model, tokenizer = load_reward_model(
-                source, trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle
-            )
-            staging = self.registry.staging_dir()
-            model.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            base = self.registry.commit(
-                staging,
-                {"kind": "base", "parent": "", "base_model": str(self.config.base_model), "metrics": {}},
-            )
-            self.registry.promote(base.id)
-            log.info("registered base version", extra={"version": base.id, "source": str(source)})
-        elif not self.registry.active:
-            self.registry.promote(self.registry.list()[0].id)
+    def _save_backbone(self, staging: Path) -> None:
+        """The backbone with a new scoring head, seeded so every fresh registry starts from the same weights."""
+        source = resolve_model(self.config.base_model)
+        torch.manual_seed(0)
+        model, tokenizer = load_reward_model(
+            source, trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle
+        )
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
 
     def _load_scorer(self, version: str) -> RewardScorer:
         info = self.registry.get(version)
@@ -267,7 +259,7 @@ class RewardService:
                 version = self.registry.commit(
                     staging,
                     {
-                        "kind": "trained",
+                        "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
                         "parent": init.id,
                         "base_model": str(self.config.base_model),
                         "data_hash": dataset_hash(rankings),

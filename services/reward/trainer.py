@@ -34,7 +34,8 @@ from services.reward.train_config import RewardTrainConfig
 
 log = logging.getLogger(__name__)
 
-# LoRA targets and the head to train fully, by architecture (see FACTS.md).
+# LoRA targets and the head to train fully, by architecture: attention projections (Llama's q/k/v/o,
+# BERT's query/value) as adapters; the freshly initialised scalar head is trained in full.
 LORA_TARGETS = {
     "llama": (["q_proj", "k_proj", "v_proj", "o_proj"], ["score"]),
     "bert": (["query", "value"], ["classifier"]),

@@ -2,27 +2,89 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S")  # a generated service stub
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+)
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def bearer_metadata(token: str | None) -> Metadata:
+    """The call metadata that authenticates with `token`; none without a token."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Unary calls are retried with exponential backoff while the server is UNAVAILABLE, never otherwise."""
+
+    retries: int = 3
+    backoff_s: float = 0.2
+
+    def delay_s(self, error: grpc.RpcError, attempt: int) -> float | None:
+        """Seconds to wait after failed `attempt` (0-based) before the next one; None: give up and raise."""
+        # UNAVAILABLE is gRPC's code for a passing condition (server starting, restarting, or gone)
+        # that a retry may cure; any other code is the server's answer, and would come again.
+        if error.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+            return None
+        return self.backoff_s * 2**attempt
+
+    def run(self, call: Callable[[], T], target: str = "") -> T:
+        """`call()`, retried under this policy (blocking sleeps)."""
+        for attempt in itertools.count():
+            try:
+                return call()
+            except grpc.RpcError as error:
+                time.sleep(self._wait_s(error, attempt, target))
+
+    async def run_async(self, call: Callable[[], Awaitable[T]], target: str = "") -> T:
+        """`await call()`, retried under this policy (without blocking the event loop)."""
+        for attempt in itertools.count():
+            try:
+                return await call()
+            except grpc.RpcError as error:
+                await asyncio.sleep(self._wait_s(error, attempt, target))
+
+    def _wait_s(self, error: grpc.RpcError, attempt: int, target: str) -> float:
+        """The backoff before the next attempt; re-raises `error` when there is to be none."""
+        delay = self.delay_s(error, attempt)
+        if delay is None:
+            raise error
+        log.warning("server unavailable, retrying", extra={"target": target, "delay_s": delay})
+        return delay
+
+
+NO_RETRY = RetryPolicy(retries=0)
+
+
+def _credentials(tls_ca: Path | None) -> grpc.ChannelCredentials | None:
+    return None if tls_ca is None else grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
 
 
 def open_aio_channel(target: str, tls_ca: Path | None = None) -> grpc.aio.Channel:
     """An asyncio channel (bound to the running loop), TLS when a CA certificate is given."""
-    if tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
-        return grpc.aio.secure_channel(target, credentials)
-    return grpc.aio.insecure_channel(target)
+    credentials = _credentials(tls_ca)
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 class GrpcClient:
@@ -38,34 +100,21 @@ class GrpcClient:
         retries: int = 3,
         backoff_s: float = 0.2,
     ):
-        options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-        if tls_ca is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca).read_bytes())
-            self.channel = grpc.secure_channel(target, credentials, options=options)
+        credentials = _credentials(tls_ca)
+        if credentials is not None:
+            self.channel = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         else:
-            self.channel = grpc.insecure_channel(target, options=options)
+            self.channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.target = target
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.metadata = bearer_metadata(token)
         self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
+        self.retry = RetryPolicy(retries, backoff_s)
 
     def call(self, method: Callable[..., T], request, *, timeout_s: float | None = None, retry: bool = True) -> T:
         """Unary call with deadline and auth; retried with backoff while the server is UNAVAILABLE."""
-        attempts = self.retries + 1 if retry else 1
-        for attempt in range(attempts):
-            try:
-                return method(request, timeout=timeout_s or self.timeout_s, metadata=self.metadata)
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
-                    raise
-                delay = self.backoff_s * 2**attempt
-                log.warning("server unavailable, retrying", extra={"target": self.target, "delay_s": delay})
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        policy = self.retry if retry else NO_RETRY
+        timeout = timeout_s or self.timeout_s
+        return policy.run(lambda: method(request, timeout=timeout, metadata=self.metadata), self.target)
 
     def wait_ready(self, timeout_s: float = 60.0, service: str = "") -> None:
         """Block until health reports SERVING; raises TimeoutError otherwise."""
@@ -90,3 +139,55 @@ class GrpcClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class AsyncGrpcClient(Generic[S]):
+    """GrpcClient for asyncio: the same call options; the channel opens on first use, in the caller's loop."""
+
+    def __init__(
+        self,
+        target: str,
+        stub_type: Callable[[grpc.aio.Channel], S],
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+    ):
+        self.target = target
+        self.tls_ca = tls_ca
+        self.metadata = bearer_metadata(token)
+        self.timeout_s = timeout_s
+        self.retry = RetryPolicy(retries, backoff_s)
+        self._stub_type = stub_type
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: S | None = None
+
+    @property
+    def stub(self) -> S:
+        # A grpc.aio channel belongs to the event loop it was made in, which for TRL's reward
+        # functions and aiohttp's handlers only exists once they run, not when the client is built.
+        if self._stub is None:
+            self._channel = open_aio_channel(self.target, self.tls_ca)
+            self._stub = self._stub_type(self._channel)
+        return self._stub
+
+    async def call(
+        self, method: Callable[..., Awaitable[T]], request, *, timeout_s: float | None = None, retry: bool = True
+    ) -> T:
+        """Unary call with deadline and auth; retried with backoff while the server is UNAVAILABLE."""
+        policy = self.retry if retry else NO_RETRY
+        timeout = timeout_s or self.timeout_s
+        return await policy.run_async(lambda: method(request, timeout=timeout, metadata=self.metadata), self.target)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        self._channel = self._stub = None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

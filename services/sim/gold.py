@@ -34,8 +34,8 @@ def friendly_and_on_topic(prompt: str, response: str) -> float:
     """Share of positive minus negative words (VADER) plus a quarter of the prompt's topic words the response uses.
 
     The demo's gold. VADER's compound score saturates after one round of RL
-    (FACTS.md: 85-88% of samples above 0.5; SmolLM2 starts at 70% on the
-    built-in prompts); the share of positive words keeps rising with warmer
+    (measured on SmolLM2 with the built-in prompts: 70% of its samples score
+    above 0.5 before GRPO, 85-88% after one round); the share of positive words keeps rising with warmer
     text, and the topic term keeps a policy from drifting into generic cheer.
     Range about [-1, 1.25]; SmolLM2's answers average 0.32 (0.19 + 0.53 / 4).
     """

@@ -32,32 +32,30 @@ from labelstudio_backend.webhooks import preference_from_annotation
 from services.controller.loop_state import LoopState
 from services.models.registry import ModelRegistry
 from services.sim.tiny_model import build_tiny_llama
-from services.tools.service_process import ServiceProcess, free_port
+from services.tools.local_stack import LocalStack
+from services.tools.progress import stderr_progress
 
 COMPONENTS = ("controller", "reward", "policy", "backend", "labelstudio")
 PROJECT = "chaos"
 
 
-def _say(message: str) -> None:
-    print(f"[chaos] {message}", file=sys.stderr, flush=True)
+_say = stderr_progress("chaos")
 
 
-class Stack:
-    """The parts of a loop as processes on fixed ports, each restartable after a kill."""
+class Stack(LocalStack):
+    """The parts of a loop, the controller among them, each restartable on its port after a kill."""
 
     def __init__(self, root: Path, model: Path, iterations: int, seed: int):
-        self.root, self.model = root, model
-        self.ports = {name: free_port() for name in ("labelstudio", "reward", "policy", "backend")}
-        self.labelstudio_dir = root / "label-studio"
+        super().__init__(root, progress=_say)
+        self.model = model
         self.store_url = f"sqlite:///{root / 'preferences.db'}"
         self.state_url = f"sqlite:///{root / 'loop-state.db'}"
         self.config = root / "loop.toml"
-        self.processes: dict[str, ServiceProcess] = {}
         self.controller: subprocess.Popen | None = None
         self.controller_runs = 0
         settings = {
             "state_url": self.state_url, "store_url": self.store_url,
-            "reward_url": f"127.0.0.1:{self.ports['reward']}", "policy_url": f"127.0.0.1:{self.ports['policy']}",
+            "reward_url": self.target("reward"), "policy_url": self.target("policy"),
             "labelstudio_data_dir": str(self.labelstudio_dir), "project_title": PROJECT, "iterations": iterations,
             "prompts_per_iteration": 4, "candidates": 3, "heldout_prompts": 4, "max_new_tokens": 8, "simulate": True,
             "simulated_annotators": 2, "annotations_per_task": 2, "seed": seed, "service_retry_s": 600,
@@ -73,10 +71,10 @@ class Stack:
             lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items())]
         self.config.write_text("\n".join(lines) + "\n")
 
-    # -- starting ------------------------------------------------------------
     def start(self, name: str) -> None:
+        """Start (or restart) one component."""
         if name == "labelstudio":
-            labelstudio_server.up(self.ports["labelstudio"], self.labelstudio_dir, progress=_say)
+            self.labelstudio()
         elif name == "controller":
             log = open(self.root / f"controller-{self.controller_runs}.log", "w")  # noqa: SIM115 - the child's
             self.controller = subprocess.Popen(
@@ -84,19 +82,12 @@ class Stack:
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
             self.controller_runs += 1
+        elif name == "reward":
+            self.reward(str(self.model), timeout_s=300)
+        elif name == "policy":
+            self.policy(str(self.model), "--gold-scorer", "services.sim.gold:vader_positivity", timeout_s=300)
         else:
-            self.processes[name] = process = ServiceProcess(name, self._args(name), self.root / f"{name}.log",
-                                                            port=self.ports[name])  # fmt: skip
-            process.wait_ready(300)
-
-    def _args(self, name: str) -> list[str]:
-        reward = f"127.0.0.1:{self.ports['reward']}"
-        if name == "reward":
-            return ["--registry", str(self.root / "reward"), "--model", str(self.model)]
-        if name == "policy":
-            return ["--registry", str(self.root / "policy"), "--model", str(self.model), "--reward-url", reward,
-                    "--gold-scorer", "services.sim.gold:vader_positivity"]  # fmt: skip
-        return ["--store", self.store_url, "--reward-url", reward]
+            self.backend(self.store_url, timeout_s=300)
 
     def kill(self, name: str) -> None:
         """SIGKILL, no warning, as a crashed machine would."""
@@ -113,16 +104,19 @@ class Stack:
             process.kill()
             process.wait()
 
-    def stop(self) -> None:
+    def close(self) -> None:
+        """The controller first, then the parts it uses."""
         if self.controller and self.controller.poll() is None:
             self.controller.kill()
-        for process in self.processes.values():
-            process.stop()
-        labelstudio_server.down(self.labelstudio_dir)
+        super().close()
 
     def done(self) -> bool:
         history = LoopState(self.state_url).history()
         return bool(history) and all(r["stage"] == "done" for r in history)
+
+
+def _registry(stack: Stack, role: str) -> ModelRegistry:
+    return ModelRegistry(stack.registry(role), role)
 
 
 def _check(stack: Stack, iterations: int) -> dict:
@@ -149,7 +143,7 @@ def _check(stack: Stack, iterations: int) -> dict:
         "no_duplicate_tasks": len(exported) == 4 * iterations,
     }
     checks |= _registries_load(stack)
-    reward, policy = ModelRegistry(stack.root / "reward", "reward"), ModelRegistry(stack.root / "policy", "policy")
+    reward, policy = _registry(stack, "reward"), _registry(stack, "policy")
     passed_rm = {r["reward_version"] for r in history if not r.get("rm_reasons")} | {reward.list()[0].id}
     promoted = {r["policy_version"] for r in history if r.get("decision") == "promote"} | {policy.list()[0].id}
     checks["active_reward_passed_its_gate"] = reward.active in passed_rm
@@ -162,10 +156,10 @@ def _registries_load(stack: Stack) -> dict:
     from services.policy.policy_model import PolicyModel
     from services.reward.scorer import RewardScorer
 
-    for version in ModelRegistry(stack.root / "reward", "reward").list():
+    for version in _registry(stack, "reward").list():
         RewardScorer.load(version.path, version.id, max_length=64).score([])
     policy = PolicyModel(stack.model)
-    for version in ModelRegistry(stack.root / "policy", "policy").list():
+    for version in _registry(stack, "policy").list():
         with policy.lock, policy.using(version):
             pass
     return {"registry_versions_load": True}
@@ -211,7 +205,7 @@ def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 180
                     time.sleep(1.0)
             checks = _check(stack, iterations)
         finally:
-            stack.stop()
+            stack.close()
     return {
         "seed": seed, "kills_planned": kills, "kills": done, "kills_survived": len(done) if all(checks.values()) else 0,
         "controller_runs": stack.controller_runs, "checks": checks, "passed": all(checks.values()),

@@ -15,19 +15,18 @@ import sys
 import time
 from pathlib import Path
 
-from labelstudio_backend import labelstudio_server
 from services.controller.gates import Gates
 from services.controller.loop import RlhfLoop
 from services.controller.loop_config import LoopConfig
 from services.controller.progress import LoopProgress, RichLoopProgress
-from services.tools.service_process import ServiceProcess, free_port
+from services.tools.local_stack import LocalStack
 
 DEMO_GOLD = "services.sim.gold:friendly_and_on_topic"
 MARKER = ".rlhf-loop-demo"  # only a folder carrying it is wiped before a new run
 
 
 def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int) -> LoopConfig:
-    """Settings measured on a 2-core machine (FACTS.md): two iterations fit in 30 minutes."""
+    """Settings measured on a 2-core machine: two iterations fit in 30 minutes."""
     return LoopConfig(
         state_url=f"sqlite:///{root / 'loop-state.db'}",
         store_url=f"sqlite:///{root / 'preferences.db'}",
@@ -70,33 +69,19 @@ def run_demo(workdir: Path, iterations: int = 2, samples: int = 4) -> int:
     _fresh(root)
     progress = RichLoopProgress(iterations) if sys.stderr.isatty() else LoopProgress()  # bars only on a terminal
     say = progress.message
-    services: list[ServiceProcess] = []
-    labelstudio_dir = root / "label-studio"
-    try:
-        labelstudio_server.up(free_port(), labelstudio_dir, progress=say)
-        say("Label Studio is up; starting the reward service (MiniLM) and the policy service (SmolLM2-135M)")
-        reward = ServiceProcess("reward", ["--registry", str(root / "reward-registry"), "--model", "minilm"],
-                                root / "reward.log")  # fmt: skip
-        services.append(reward)
-        reward.wait_ready()
-        policy = ServiceProcess(
-            "policy",
-            ["--registry", str(root / "policy-registry"), "--model", "smollm2", "--reward-url", reward.target,
-             "--gold-scorer", DEMO_GOLD],
-            root / "policy.log",
-        )  # fmt: skip
-        services.append(policy)
-        policy.wait_ready(900)
-        say(f"services up: reward {reward.target} (metrics {reward.http}/metrics), policy {policy.target}")
-        loop = RlhfLoop(demo_config(root, reward.target, policy.target, iterations), progress=progress)
-        loop.setup()
-        loop.execute()
-        report = loop.report(root / "report", samples=samples, wall_time_s=time.monotonic() - began)
-    finally:
-        progress.close()
-        for service in reversed(services):
-            service.stop()
-        labelstudio_server.down(labelstudio_dir)
+    with LocalStack(root, progress=say) as stack:
+        try:
+            stack.labelstudio()
+            say("Label Studio is up; starting the reward service (MiniLM) and the policy service (SmolLM2-135M)")
+            reward = stack.reward("minilm")
+            policy = stack.policy("smollm2", "--gold-scorer", DEMO_GOLD, timeout_s=900)
+            say(f"services up: reward {reward.target} (metrics {reward.http}/metrics), policy {policy.target}")
+            loop = RlhfLoop(demo_config(root, reward.target, policy.target, iterations), progress=progress)
+            loop.setup()
+            loop.execute()
+            report = loop.report(root / "report", samples=samples, wall_time_s=time.monotonic() - began)
+        finally:
+            progress.close()
     summary = {key: report[key] for key in ("gold_win_rate", "gold_win_rate_ci", "wall_time_s", "targets_met")}
     print(json.dumps(summary, indent=2))
     print(f"report: {root / 'report' / 'report.html'} (and report.md, report.json, *.png)")

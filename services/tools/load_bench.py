@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,15 @@ import grpc
 
 from labelstudio_backend.templates import TEMPLATES
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
+from services.tools.memory import RssSampler
+from services.tools.progress import stderr_progress
 from services.tools.reward_bench import item_mix
 from services.tools.service_process import ServiceProcess
 
 TARGETS = {"errors": 0, "rss_growth": 0.10, "rejection_p99_ms": 100.0, "accepted_missed_deadline": 0,
            "recovery_p50_ratio": 1.5}  # fmt: skip
 RSS_WINDOW_S = 10.0
+_progress = stderr_progress("bench load")
 
 
 def _score_request(items) -> reward_pb2.ScoreRequest:
@@ -56,40 +57,17 @@ class Endpoint:
                 "p50_ms": pick(0.5) if pick else None, "p99_ms": pick(0.99) if pick else None}  # fmt: skip
 
 
-class RssSampler:
-    """RSS of some processes once a second, in a thread, while the load runs."""
-
-    def __init__(self, services: dict[str, ServiceProcess]):
-        self.services = services
-        self.samples: dict[str, list[tuple[float, int]]] = {name: [] for name in services}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            for name, service in self.services.items():
-                self.samples[name].append((time.monotonic(), service.rss_bytes()))
-
-    def __enter__(self) -> RssSampler:
-        self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def windows(self) -> dict[str, dict]:
-        """Mean RSS in the first and the last RSS_WINDOW_S seconds, and the growth between them."""
-        result = {}
-        for name, samples in self.samples.items():
-            end = samples[-1][0]
-            first = [rss for t, rss in samples if t - self.started <= RSS_WINDOW_S]
-            last = [rss for t, rss in samples if end - t < RSS_WINDOW_S]
-            first_mb, last_mb = statistics.fmean(first) / 2**20, statistics.fmean(last) / 2**20
-            result[name] = {"first_10s_mb": round(first_mb, 1), "last_10s_mb": round(last_mb, 1),
-                            "growth": round(last_mb / first_mb - 1, 4)}  # fmt: skip
-        return result
+def rss_windows(sampler: RssSampler) -> dict[str, dict]:
+    """Mean RSS in the first and the last RSS_WINDOW_S seconds of the sampling, and the growth between them."""
+    result = {}
+    for name, samples in sampler.samples.items():
+        end = samples[-1][0]
+        first = [rss for t, rss in samples if t - sampler.started <= RSS_WINDOW_S]
+        last = [rss for t, rss in samples if end - t < RSS_WINDOW_S]
+        first_mb, last_mb = statistics.fmean(first) / 2**20, statistics.fmean(last) / 2**20
+        result[name] = {"first_10s_mb": round(first_mb, 1), "last_10s_mb": round(last_mb, 1),
+                        "growth": round(last_mb / first_mb - 1, 4)}  # fmt: skip
+    return result
 
 
 async def _sustained(reward: ServiceProcess, backend: ServiceProcess, clients: int, seconds: float) -> dict:
@@ -191,10 +169,6 @@ async def _overload(target: str, seconds: float, concurrency: int, batch: int, d
     return {"accepted": accepted.summary(), "rejected": rejected.summary(), "accepted_missed_deadline": missed}
 
 
-def _progress(message: str) -> None:
-    print(f"[bench load] {message}", file=sys.stderr, flush=True)
-
-
 def run_load_benchmark(model: str = "minilm", clients: int = 64, seconds: float = 60.0,
                        overload_seconds: float = 20.0) -> dict:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-load-") as tmp:
@@ -207,9 +181,10 @@ def run_load_benchmark(model: str = "minilm", clients: int = 64, seconds: float 
         try:
             backend.wait_ready()
             _progress(f"sustained: {clients} clients for {seconds:.0f}s against Score and /predict")
-            with RssSampler({"reward": reward, "backend": backend}) as rss:
+            readers = {"reward": reward.rss_bytes, "backend": backend.rss_bytes}
+            with RssSampler(readers, interval_s=1.0) as rss:
                 sustained = asyncio.run(_sustained(reward, backend, clients, seconds))
-            sustained["rss"] = rss.windows()
+            sustained["rss"] = rss_windows(rss)
         finally:
             backend.stop()
             reward.stop()

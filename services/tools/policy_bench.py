@@ -12,24 +12,24 @@ import contextlib
 import io
 import json
 import statistics
-import sys
 import tempfile
-import threading
 import time
+from functools import partial
 from pathlib import Path
 
-import psutil
 import torch
 
 from services.models.loading import resolve_model
 from services.models.registry import ModelRegistry
 from services.policy.client import PolicyClient
-from services.policy.online_training import train_online
 from services.policy.policy_model import format_prompt, load_causal_lm, pick_device
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
-from services.policy.train_config import PolicyTrainConfig
+from services.policy.training.config import PolicyTrainConfig
+from services.policy.training.online import train_online
 from services.reward.client import RewardClient
 from services.reward.scorer import RewardScorer, ScoreItem
+from services.tools.memory import RssSampler, tree_rss_bytes
+from services.tools.progress import stderr_progress
 from services.tools.service_process import ServiceProcess
 
 TARGETS = {"generate_grpc_vs_direct": 0.9, "remote_reward_step_overhead": 1.15, "policy_service_peak_rss_gb": 6.0}
@@ -45,8 +45,7 @@ PROMPTS = [
 ]
 
 
-def _progress(message: str) -> None:
-    print(f"[bench policy] {message}", file=sys.stderr, flush=True)
+_progress = stderr_progress("bench policy")
 
 
 class InProcessReward:
@@ -111,28 +110,6 @@ def _grpo_step_seconds(model_path: Path, reward, config: PolicyTrainConfig, prom
     return statistics.mean(s["step_seconds"] for s in steps[1:])
 
 
-class _TreePeakRss:
-    """Samples the summed RSS of a process and its children (the training worker) until stopped."""
-
-    def __init__(self, pid: int):
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            with contextlib.suppress(psutil.Error):
-                tree = [self.process, *self.process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree))
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-
 def run_policy_benchmark(
     policy_model: str = "smollm2",
     reward_model: str = "minilm",
@@ -165,11 +142,10 @@ def run_policy_benchmark(
                 _progress(f"Generate over gRPC: {prompts} prompts x {n}, {max_new_tokens} new tokens")
                 grpc_rate = _grpc_generate_tokens_per_s(client, batch, n, max_new_tokens)
                 _progress(f"GRPO through the service ({grpo_steps} steps), watching RSS")
-                watcher = _TreePeakRss(policy.process.pid)
-                events = list(
-                    client.train(prompts=batch, **{k: v for k, v in config.as_dict().items() if k != "init_version"})
-                )
-                tree_peak = watcher.stop()
+                train_args = {k: v for k, v in config.as_dict().items() if k != "init_version"}
+                with RssSampler({"tree": partial(tree_rss_bytes, policy.process.pid)}, interval_s=0.25) as watcher:
+                    events = list(client.train(prompts=batch, **train_args))
+                tree_peak = watcher.peak("tree")
                 service_peak = policy.peak_rss_bytes()
                 service_steps = [e.progress.step_seconds for e in events[:-1]]
             policy.stop()

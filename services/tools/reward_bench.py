@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,9 +23,11 @@ from services.models.registry import ModelRegistry
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.reward.scorer import RewardScorer, ScoreItem
 from services.reward.service import VERSION_PREFIX
+from services.tools.progress import stderr_progress
 from services.tools.service_process import ServiceProcess
 
 TARGETS = {"grpc_vs_inprocess": 0.8, "batched_vs_unbatched": 2.0, "service_peak_rss_gb": 1.5}
+_progress = stderr_progress("bench reward")
 
 _WORDS = [
     "the",
@@ -65,7 +66,7 @@ _WORDS = [
 
 
 def item_mix(n: int, seed: int = 0) -> list[ScoreItem]:
-    """Prompts of 4-12 and responses of 4-40 words (~35 tokens with MiniLM's tokenizer, as in FACTS.md)."""
+    """Prompts of 4-12 and responses of 4-40 words (~35 tokens with MiniLM's tokenizer)."""
     rng = random.Random(seed)
     return [
         ScoreItem(
@@ -174,10 +175,6 @@ def _mean_batch_size(http: str) -> float:
 
 def round3(x: float) -> float:
     return round(x, 3)
-
-
-def _progress(message: str) -> None:
-    print(f"[bench reward] {message}", file=sys.stderr, flush=True)
 
 
 def run_reward_benchmark(

@@ -12,9 +12,11 @@ import urllib.request
 from pathlib import Path
 
 from services.rpc.client import GrpcClient
+from services.tools.memory import peak_rss_bytes, rss_bytes
 
 
 def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it; nothing holds it until a process binds it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -24,7 +26,13 @@ class ServiceProcess:
     """`rlhf-loop serve <role> ...` as a child process, stopped with SIGTERM."""
 
     def __init__(
-        self, role: str, args: list[str], log_path: Path, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        role: str,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        cwd: Path | None = None,
     ):
         self.role = role
         self.port = port or free_port()
@@ -37,7 +45,7 @@ class ServiceProcess:
         command = [sys.executable, "-m", "services.cli", "serve", role, *ports, *args]
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
         )
 
     @property
@@ -76,18 +84,12 @@ class ServiceProcess:
         raise RuntimeError(f"{self.role} did not become ready; log:\n{self.log()}")
 
     def peak_rss_bytes(self) -> int:
-        """The process's peak resident set size so far (Linux VmHWM)."""
-        return self._status_kb("VmHWM") * 1024
+        """The process's peak resident set size so far."""
+        return peak_rss_bytes(self.process.pid)
 
     def rss_bytes(self) -> int:
-        """The process's resident set size now (Linux VmRSS)."""
-        return self._status_kb("VmRSS") * 1024
-
-    def _status_kb(self, field: str) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-        raise RuntimeError(f"{field} not available")
+        """The process's resident set size now."""
+        return rss_bytes(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text()

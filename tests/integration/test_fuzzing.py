@@ -169,7 +169,7 @@ def test_backend_endpoints_answer_random_and_malformed_json_without_5xx(processe
 
 
 def real_payload() -> dict:
-    """An ANNOTATION_CREATED delivery in the shape Label Studio 1.23 sends (FACTS.md), for a Ranker project."""
+    """An ANNOTATION_CREATED delivery in the shape a real Label Studio 1.23 sends, for a Ranker project."""
     candidates = [{"id": f"c{i}", "body": f"answer {i}"} for i in range(3)]
     result = [{"type": "ranker", "from_name": "rank", "to_name": "candidates",
                "value": {"ranker": {"rank": ["c2", "c0", "c1"]}}}]  # fmt: skip

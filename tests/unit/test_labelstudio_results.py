@@ -154,3 +154,23 @@ def test_a_skipped_annotation_is_no_ranking_and_replaces_none(tmp_path):
     assert handle_annotation_event(store, update, project["label_config"]).status == "deleted"
     assert handle_annotation_event(store, update, project["label_config"]).status == "ignored"
     assert store.all() == []
+
+
+async def test_predictions_take_the_reward_services_ranking_as_it_is(tmp_path):
+    from labelstudio_backend.app import Backend, BackendConfig
+    from services.reward.ranking import RankResult
+
+    class Reward:
+        async def rank(self, prompt, candidates):
+            self.asked = (prompt, candidates)
+            # Not the order the scores alone would give: the backend must not recompute it.
+            return RankResult([0.0, 0.0, 0.0, 0.0], [2, 0, 3, 1], [[0.5] * 4, [0.5] * 4, [0.9] * 4, [0.7] * 4], "r7")
+
+    backend = Backend(BackendConfig(store_url=f"sqlite:///{tmp_path / 'prefs.db'}"))
+    backend.reward = reward = Reward()
+    predicted = await backend._predict_one({"data": DATA}, TEMPLATES["ranker"])
+    assert reward.asked == ("Which is best?", ["A", "B", "C", "D"])
+    assert predicted["result"][0]["value"]["ranker"] == {"rank": ["c2", "c0", "c3", "c1"]}
+    assert predicted["score"] == pytest.approx((0.9 + 0.5 + 0.7) / 3)  # p[2][0], p[0][3], p[3][1]
+    assert predicted["model_version"] == "r7"
+    assert await backend._predict_one({"data": {"prompt": "no candidates yet"}}, TEMPLATES["ranker"]) == []

@@ -80,3 +80,50 @@ def test_kill_during_write_leaves_no_version(tmp_path):
     registry = ModelRegistry(tmp_path, "reward")
     assert registry.list() == [] and registry.active == ""
     assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_ensure_base_commits_and_activates_the_base_of_an_empty_registry(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+    base = registry.ensure_base({"base_model": "minilm"}, save=lambda staging: (staging / "w").write_text("w"))
+    assert (base.id, registry.active) == ("reward-0001", "reward-0001")
+    assert (base.path / "w").read_text() == "w"
+    assert {k: base.metadata[k] for k in ("format", "parent", "base_model", "metrics")} == {
+        "format": "base",
+        "parent": "",
+        "base_model": "minilm",
+        "metrics": {},
+    }
+
+
+def test_ensure_base_keeps_existing_versions_and_activates_the_first_only_when_nothing_is(tmp_path):
+    registry = ModelRegistry(tmp_path, "policy")
+    first, second = add_version(registry), add_version(registry)
+
+    def never(staging):
+        raise AssertionError("a registry with versions gets no new base")
+
+    assert registry.ensure_base({"base_model": "m"}, save=never).id == first
+    assert registry.active == first and len(registry.list()) == 2
+    registry.promote(second)
+    assert registry.ensure_base({"base_model": "m"}, save=never).id == first
+    assert registry.active == second
+
+
+def test_ensure_base_that_fails_to_save_leaves_no_version(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+
+    def broken(staging):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        registry.ensure_base({}, save=broken)
+    assert registry.list() == [] and registry.active == ""
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+def test_format_reads_the_kind_key_of_reward_registries_written_before_format(tmp_path):
+    registry = ModelRegistry(tmp_path, "reward")
+    old = registry.commit(registry.staging_dir(), {"kind": "base", "parent": "", "metrics": {}})
+    new = registry.ensure_base({})
+    assert (old.format, new.format, new.id) == ("base", "base", old.id)
+    assert registry.active == old.id

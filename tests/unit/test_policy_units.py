@@ -1,15 +1,21 @@
 import asyncio
 import math
+import os
+from pathlib import Path
 
 import pytest
 
 from services.core.errors import InvalidRequestError, PreconditionError
 from services.core.loader import load_function
+from services.core.rankings import PreferencePair
 from services.core.win_rate import win_rate
 from services.policy.generation import Sampling, select_backend
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
-from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_setup import kl_budget_callback
+from services.policy.training.callbacks import kl_budget_callback
+from services.policy.training.config import PolicyTrainConfig
+from services.policy.training.data import TrainingData
+from services.policy.training.runner import worker_command
+from services.policy.training.spec import TrainSpec
 
 
 def test_backend_selection_uses_vllm_only_when_asked_and_usable():
@@ -109,3 +115,37 @@ def test_generation_stops_once_the_deadline_passes():
     assert not _DeadlineStop(time.monotonic() + 60)(ids, None).any()
     stop = _DeadlineStop(time.monotonic() - 0.001)
     assert stop(ids, None).all() and stop.hit
+
+
+def test_train_spec_survives_the_trip_through_json(tmp_path):
+    spec = TrainSpec(
+        config=PolicyTrainConfig(method="dpo", max_steps=3),
+        base_model=tmp_path / "base",
+        init_adapter=tmp_path / "versions" / "policy-0002",
+        run_dir=tmp_path / "runs" / "abc",
+        output_dir=tmp_path / ".staging-x",
+        reward_tls_ca=tmp_path / "ca.pem",
+        pairs=(PreferencePair("p", "good", "bad", 1),),
+    )
+    spec.write(tmp_path / "spec.json")
+    assert TrainSpec.read(tmp_path / "spec.json") == spec
+    online = TrainSpec(PolicyTrainConfig(), tmp_path, None, tmp_path, tmp_path, "127.0.0.1:1", prompts=("a", "b"))
+    online.write(tmp_path / "online.json")
+    assert TrainSpec.read(tmp_path / "online.json") == online
+
+
+def test_prompt_order_does_not_change_the_run_data_digest():
+    assert TrainingData.from_prompts(["a", "b"]).digest == TrainingData.from_prompts(["b", "a"]).digest
+    assert TrainingData.from_prompts(["a", "b"]).digest != TrainingData.from_prompts(["a", "c"]).digest
+    with pytest.raises(PreconditionError, match="preference pairs"):
+        TrainingData.from_rankings([])
+
+
+def test_worker_runs_guarded_alone_or_under_accelerate(tmp_path):
+    single = worker_command(tmp_path / "spec.json", processes=1, cuda=False)
+    assert single[2:4] == ["services.policy.training.orphan_guard", str(os.getpid())]
+    assert single[4:] == ["services.policy.training.worker", str(tmp_path / "spec.json")]
+    ddp = worker_command(tmp_path / "spec.json", processes=2, cuda=False)
+    config = Path(ddp[ddp.index("--config_file") + 1])
+    assert config.name == "cpu_ddp.yaml" and config.is_file()  # package data beside the runner
+    assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[-3:-1] == ["-m", "services.policy.training.worker"]

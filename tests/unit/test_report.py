@@ -3,8 +3,14 @@ import math
 
 import pytest
 
-from services.controller.report import VersionSamples, build_report, write_report
-from services.controller.report_figures import bootstrap_interval, distinct_n, pairwise_win_rate, per_prompt_win_rates
+from services.controller.report import VersionSamples, build_report
+from services.controller.report_render import write_report
+from services.controller.report_statistics import (
+    bootstrap_interval,
+    distinct_n,
+    pairwise_win_rate,
+    per_prompt_win_rates,
+)
 from services.sim.gold import friendly_and_on_topic, topic_words
 
 

@@ -1,6 +1,6 @@
 """Run a module as `__main__` in a process that dies with the process that started it.
 
-    python -m services.policy.orphan_guard PARENT_PID MODULE [ARGS...]
+    python -m services.policy.training.orphan_guard PARENT_PID MODULE [ARGS...]
 
 The policy service starts its training worker (or accelerate's launcher)
 through this, so a killed service never leaves training running unobserved.

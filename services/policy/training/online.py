@@ -6,15 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.policy.remote_reward import RemoteReward
-from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_setup import (
-    common_args,
-    kl_budget_callback,
-    last_checkpoint,
-    progress_callback,
-    reference_is_base,
-    trainable_model,
-)
+from services.policy.training.callbacks import kl_budget_callback, progress_callback
+from services.policy.training.config import PolicyTrainConfig
+from services.policy.training.trainable import common_args, last_checkpoint, reference_is_base, trainable_model
 
 
 def prompt_dataset(prompts: Sequence[str], chat: bool):

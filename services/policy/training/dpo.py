@@ -6,17 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.core.rankings import PreferencePair
-from services.policy.train_config import PolicyTrainConfig
-from services.policy.train_setup import (
-    common_args,
-    last_checkpoint,
-    progress_callback,
-    reference_is_base,
-    trainable_model,
-)
+from services.policy.training.callbacks import progress_callback
+from services.policy.training.config import PolicyTrainConfig
+from services.policy.training.trainable import common_args, last_checkpoint, reference_is_base, trainable_model
 
 
 def pair_dataset(pairs: Sequence[PreferencePair], chat: bool):
+    """Conversational rows when the tokenizer has a chat template; plain text otherwise, each answer after a space."""
     from datasets import Dataset
 
     if chat:

@@ -1,0 +1,90 @@
+"""`rlhf-loop bench reward|policy|load`: benchmarks that print JSON and, with --check, fail on a missed target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add `bench` and its three benchmarks."""
+    bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
+    _add_reward(bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching"))
+    _add_policy(bench.add_parser("policy", help="policy service: Generate and GRPO vs in-process, peak RSS"))
+    _add_load(bench.add_parser("load", help="reward Score + backend /predict under load, then overload"))
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one-line JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+
+
+def _print(report: dict, args: argparse.Namespace) -> int:
+    """Print the report as --json asks; the exit code --check asks for."""
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0 if report["targets_met"] or not args.check else 1
+
+
+def _add_reward(reward: argparse.ArgumentParser) -> None:
+    reward.add_argument("--model", default="minilm")
+    reward.add_argument("--clients", type=int, default=32)
+    reward.add_argument("--seconds", type=float, default=10.0, help="measuring time per phase")
+    reward.add_argument("--max-batch", type=int, default=32)
+    reward.add_argument("--bucket-tokens", type=int, default=512)
+    reward.add_argument("--max-wait-ms", type=float, default=5.0)
+    _add_output_options(reward)
+    reward.set_defaults(func=_reward)
+
+
+def _reward(args: argparse.Namespace) -> int:
+    from services.tools.reward_bench import run_reward_benchmark
+
+    report = run_reward_benchmark(
+        model=args.model,
+        clients=args.clients,
+        seconds=args.seconds,
+        max_batch=args.max_batch,
+        bucket_tokens=args.bucket_tokens,
+        max_wait_ms=args.max_wait_ms,
+    )
+    return _print(report, args)
+
+
+def _add_policy(policy: argparse.ArgumentParser) -> None:
+    policy.add_argument("--policy-model", default="smollm2", help="'smollm2' or a checkpoint dir")
+    policy.add_argument("--reward-model", default="minilm", help="'minilm' or a checkpoint dir")
+    policy.add_argument("--prompts", type=int, default=4)
+    policy.add_argument("--n", type=int, default=4, help="completions per prompt (GRPO group size)")
+    policy.add_argument("--max-new-tokens", type=int, default=32)
+    policy.add_argument("--grpo-steps", type=int, default=4)
+    _add_output_options(policy)
+    policy.set_defaults(func=_policy)
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from services.tools.policy_bench import run_policy_benchmark
+
+    report = run_policy_benchmark(
+        policy_model=args.policy_model,
+        reward_model=args.reward_model,
+        prompts=args.prompts,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        grpo_steps=args.grpo_steps,
+    )
+    return _print(report, args)
+
+
+def _add_load(load: argparse.ArgumentParser) -> None:
+    load.add_argument("--model", default="minilm")
+    load.add_argument("--clients", type=int, default=64)
+    load.add_argument("--seconds", type=float, default=60.0, help="length of the sustained phase")
+    load.add_argument("--overload-seconds", type=float, default=20.0)
+    _add_output_options(load)
+    load.set_defaults(func=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    from services.tools.load_bench import run_load_benchmark
+
+    return _print(run_load_benchmark(args.model, args.clients, args.seconds, args.overload_seconds), args)
