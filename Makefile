@@ -66,8 +66,8 @@ RELIABILITY := build/reliability
 reliability: install tools
 	mkdir -p $(RELIABILITY)
 	$(VENV)/bin/rlhf-loop bench load --json --seconds 60 > $(RELIABILITY)/load.json
-	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration/test_fuzzing.py --junitxml=$(RELIABILITY)/fuzzing.xml
-	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration/test_security.py --junitxml=$(RELIABILITY)/security.xml
+	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/system/test_fuzzing.py --junitxml=$(RELIABILITY)/fuzzing.xml
+	-$(VENV)/bin/pytest -q -p no:cacheprovider tests/system/test_security.py --junitxml=$(RELIABILITY)/security.xml
 	-$(VENV)/bin/rlhf-loop chaos --seed 1 --kills 5 > $(RELIABILITY)/chaos.json
 	$(VENV)/bin/rlhf-loop reliability --results $(RELIABILITY) --out docs
 

@@ -2,7 +2,7 @@
 
 Label Studio pins Django, pytz, openai, redis... that clash with this project,
 so it lives in a venv of its own in the cache, built on first use. The
-settings are the ones FACTS.md verified for a scripted local server: a known
+settings are the ones a scripted local server needs (checked on Label Studio 1.23): a known
 admin and legacy API token, ML backends and webhooks on 127.0.0.1 allowed,
 nothing phoned home.
 """

@@ -40,7 +40,7 @@ from services.core.env import AUTH_TOKEN_ENV
 from services.core.errors import PreconditionError
 from services.core.loader import load_function
 from services.core.prompts_file import read_prompts
-from services.core.rankings import dataset_hash
+from services.core.rankings import GoldScorer, dataset_hash
 from services.policy.client import PolicyClient
 from services.policy.training.config import PolicyTrainConfig
 from services.reward.client import RewardClient
@@ -75,7 +75,7 @@ class RlhfLoop:
         self.progress = self.display.message
         self.state = LoopState(config.state_url)
         self.store = PreferenceStore(config.store_url)
-        self._gold = None
+        self._gold: GoldScorer | None = None
         if config.prompts_file:
             prompts = read_prompts(config.prompts_file)
         else:  # validate() allows this only in a simulated run
@@ -152,7 +152,7 @@ class RlhfLoop:
         return result
 
     @property
-    def gold(self):
+    def gold(self) -> GoldScorer:
         """The gold scorer, loaded on first use: only simulated annotators and the report judge by it."""
         if self._gold is None:
             self._gold = load_function(self.config.gold, "gold scorer")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from services.batching import BatchStats, DynamicBatcher
 from services.core.errors import InvalidRequestError, PreconditionError
 from services.core.rankings import Ranking, dataset_hash
 from services.models.loading import load_reward_model, resolve_model
 from services.models.registry import ModelRegistry, VersionInfo
+from services.reward.batching import BatchStats, DynamicBatcher
 from services.reward.metrics import RewardMetrics
 from services.reward.ranking import RankResult, rank_candidates
 from services.reward.scorer import RewardScorer, ScoreItem

@@ -130,7 +130,7 @@ def render(figures: dict) -> str:
         "- Security: every RPC of both services over TLS (a self-signed certificate made by the test) refuses a "
         "missing or wrong bearer token with UNAUTHENTICATED; health needs none; plaintext is refused; the backend "
         "refuses random Authorization headers (401) and webhooks without the shared secret; no token or password "
-        "appears in any log or metric (also checked over a full loop run in `tests/integration/test_loop.py`).",
+        "appears in any log or metric (also checked over a full loop run in `tests/controller/test_loop.py`).",
         "",
         f"## Chaos — `rlhf-loop chaos --seed {chaos['seed']} --kills {chaos['kills_planned']}`",
         "",

@@ -21,7 +21,7 @@ from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.templates import TEMPLATES
 from services.proto.rlhf.v1 import policy_pb2, reward_pb2
 from services.rpc.client import GrpcClient
-from tests.tiny_stack import start_tiny_stack
+from tests.fixtures.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration
 

@@ -81,7 +81,7 @@ def test_win_rate_counts_ties_half():
 
 
 def test_gold_scorer_spec_resolves_or_explains():
-    assert load_function("tests.gold_scorers:length")("p", "abc") == 3.0
+    assert load_function("tests.fixtures.gold_scorers:length")("p", "abc") == 3.0
     with pytest.raises(InvalidRequestError, match="module:function"):
         load_function("no_such_module:f")
 

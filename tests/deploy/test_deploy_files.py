@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from services.controller.loop_config import LoopConfig
-from tests.metrics_catalogue import all_metrics, metric_names
+from tests.fixtures.metrics_catalogue import all_metrics, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from services.proto.rlhf.v1 import policy_pb2, reward_pb2
 from services.rpc.client import GrpcClient
 from services.tools.service_process import ServiceProcess
-from tests.certificates import self_signed_certificate
+from tests.fixtures.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from services.controller.metrics import LoopMetrics
 from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
 from services.tools.service_process import free_port
-from tests.metrics_catalogue import catalogue
-from tests.tiny_stack import start_tiny_stack
+from tests.fixtures.metrics_catalogue import catalogue
+from tests.fixtures.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from services.batching import BatchStats, DeadlineExpiredError, DynamicBatcher, QueueFullError
+from services.reward.batching import BatchStats, DeadlineExpiredError, DynamicBatcher, QueueFullError
 
 
 class Recorder:

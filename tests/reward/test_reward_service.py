@@ -18,7 +18,7 @@ from services.core.rankings import Ranking, group_pairs_by_prompt
 from services.reward.client import RewardClient
 from services.sim.synthetic_rankings import synthetic_rankings
 from services.tools.service_process import ServiceProcess
-from tests.certificates import self_signed_certificate
+from tests.fixtures.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,12 @@
 """The policy service as a real process, with a real reward service, both on tiny models."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import grpc
 import psutil
@@ -17,6 +21,8 @@ from services.sim.synthetic_rankings import synthetic_rankings
 from services.tools.service_process import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TRAIN_PROMPTS = [f"Can you tell me about topic {i}?" for i in range(16)]
 HELDOUT_PROMPTS = [f"Can you tell me about subject {i}?" for i in range(32)]
@@ -48,11 +54,13 @@ def reward_server(tiny_model_dir, tmp_path_factory):
     process.stop()
 
 
-def start_policy(tiny_model_dir, registry, log, reward_target, *extra) -> ServiceProcess:
+def start_policy(tiny_model_dir, registry, log, reward_target, *extra, env=None, cwd=None) -> ServiceProcess:
     process = ServiceProcess(
         "policy",
         ["--registry", str(registry), "--model", str(tiny_model_dir), "--reward-url", reward_target, *extra],
         log,
+        env=env,
+        cwd=cwd,
     )
     process.wait_ready()
     return process
@@ -67,7 +75,7 @@ def policy_server(tiny_model_dir, reward_server, tmp_path_factory):
         root / "policy.log",
         reward_server.target,
         "--gold-scorer",
-        "tests.gold_scorers:length",
+        "tests.fixtures.gold_scorers:length",
     )
     process.registry = root / "registry"
     yield process
@@ -95,24 +103,31 @@ def test_generate_returns_n_candidates_per_prompt_reproducibly(policy):
     assert other != reply
 
 
+# Full fine-tuning on short answers: measured over 3 training seeds x 2 evaluation seeds (128 answers each) it
+# raised the held-out reward by 1.06-1.49, while LoRA on this 64-wide model moved it by -0.06..0.40 -- a margin
+# that one CPU's float kernels pass and another's fail. The assertion asks for 0.5, far from both.
+GRPO_FULL = {"method": "grpo", "use_lora": False, "learning_rate": 3e-3, "beta": 0.0, "prompts_per_step": 4,
+             "num_generations": 8, "max_new_tokens": 6, "seed": 1}  # fmt: skip
+
+
 def test_grpo_against_the_reward_service_raises_the_held_out_reward(policy, reward_server):
-    events = list(policy.train(prompts=TRAIN_PROMPTS, max_steps=20, learning_rate=3e-2, beta=0.0, **GRPO))
+    events = list(policy.train(prompts=TRAIN_PROMPTS, max_steps=30, **GRPO_FULL))
     progress = [e.progress for e in events[:-1]]
-    assert [p.step for p in progress] == list(range(1, 21)) and all(p.step_seconds > 0 for p in progress)
+    assert [p.step for p in progress] == list(range(1, 31)) and all(p.step_seconds > 0 for p in progress)
     version = events[-1].version
     assert version.id == "policy-0002" and version.parent == "policy-0001"
-    metadata = __import__("json").loads(version.metadata_json)
-    assert metadata["method"] == "grpo" and metadata["format"] == "lora"
-    assert metadata["reward_versions"] == ["reward-0002"] and metadata["config"]["learning_rate"] == 3e-2
-    # One sample per held-out prompt from each version, same seeds: deterministic, so a fixed margin holds.
+    metadata = json.loads(version.metadata_json)
+    assert metadata["method"] == "grpo" and metadata["format"] == "full"
+    assert metadata["reward_versions"] == ["reward-0002"] and metadata["config"]["learning_rate"] == 3e-3
+    # Four answers per held-out prompt from each version, two sampling seeds.
     for seed in (5, 6):
-        result = policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=seed, temperature=1.0)
-        assert result.prompts == 32 and result.reward_version == "reward-0002"
-        assert result.candidate_mean_reward > result.baseline_mean_reward + 0.1, result
+        result = policy.evaluate(version.id, HELDOUT_PROMPTS * 4, max_new_tokens=6, seed=seed, temperature=1.0)
+        assert result.prompts == 128 and result.reward_version == "reward-0002"
+        assert result.candidate_mean_reward > result.baseline_mean_reward + 0.5, result
         assert result.has_gold and 0 <= result.gold_win_rate <= 1  # gold = response length here
         assert result.candidate_mean_gold > 0 and result.baseline_mean_gold > 0
-    same = policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=5, temperature=1.0)
-    assert same == policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=12, seed=5, temperature=1.0)
+    same = policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=6, seed=5, temperature=1.0)
+    assert same == policy.evaluate(version.id, HELDOUT_PROMPTS, max_new_tokens=6, seed=5, temperature=1.0)
 
 
 def test_continued_training_measures_kl_to_the_base_and_stops_at_target_kl(policy):
@@ -126,7 +141,7 @@ def test_continued_training_measures_kl_to_the_base_and_stops_at_target_kl(polic
     # The reference is the base, as Evaluate's: against a frozen copy of `first` the first step's KL would be 0.
     assert progress[0].kl > 1e-3, progress[0]
     # Past the target from its first step, the run stops there and still makes a version.
-    metadata = __import__("json").loads(events[-1].version.metadata_json)
+    metadata = json.loads(events[-1].version.metadata_json)
     assert len(progress) == metadata["metrics"]["steps"] == 1, [p.kl for p in progress]
     assert metadata["parent"] == first.id and metadata["config"]["target_kl"] == 1e-3
 
@@ -158,7 +173,7 @@ def test_rloo_with_full_fine_tuning_makes_a_servable_full_version(policy):
             prompts=TRAIN_PROMPTS, max_steps=2, use_lora=False, learning_rate=1e-4, **{**GRPO, "method": "rloo"}
         )
     )
-    metadata = __import__("json").loads(events[-1].version.metadata_json)
+    metadata = json.loads(events[-1].version.metadata_json)
     assert metadata["method"] == "rloo" and metadata["format"] == "full"
     reply = policy.generate(["Hi"], n=2, max_new_tokens=4, seed=1, version=events[-1].version.id)
     assert reply.version == events[-1].version.id and len(reply.results[0].completions) == 2
@@ -256,14 +271,36 @@ def test_sigkill_mid_training_then_restart_resumes_from_the_checkpoint(tiny_mode
         assert second.stop() == 0
 
 
-def test_two_process_accelerate_run_produces_one_version(tiny_model_dir, reward_server, tmp_path):
-    process = start_policy(
-        tiny_model_dir, tmp_path / "registry", tmp_path / "p.log", reward_server.target, "--train-processes", "2"
+@pytest.fixture(scope="module")
+def installed_package(tmp_path_factory) -> Path:
+    """The project installed as users and the image get it: built into a wheel, not an editable checkout."""
+    site = tmp_path_factory.mktemp("site-packages")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(ROOT)],
+        check=True,
+        timeout=600,
     )
+    return site
+
+
+def test_two_process_accelerate_run_produces_one_version(tiny_model_dir, reward_server, tmp_path, installed_package):
+    # Run from the installed copy, outside the checkout: its accelerate configs must ship inside the package.
+    env, cwd = {"PYTHONPATH": str(installed_package)}, tmp_path
+    locate = "from services.policy.training import runner; print(runner.__file__, runner.ACCELERATE_CONFIG_DIR)"
+    where = subprocess.run(
+        [sys.executable, "-c", locate], env={**os.environ, **env}, cwd=cwd, capture_output=True, text=True, check=True
+    )
+    module, configs = where.stdout.split()
+    assert Path(module).is_relative_to(installed_package) and (Path(configs) / "cpu_ddp.yaml").is_file()
+    assert not (installed_package / "tests").exists()  # the installed package carries no test tree
+    process = start_policy(
+        tiny_model_dir, tmp_path / "registry", tmp_path / "p.log", reward_server.target, "--train-processes", "2",
+        env=env, cwd=cwd,
+    )  # fmt: skip
     try:
         with PolicyClient(process.target, timeout_s=300) as client:
             events = list(client.train(rankings=synthetic_rankings(8, 3), method="dpo", prompts_per_step=2, seed=1))
-            metadata = __import__("json").loads(events[-1].version.metadata_json)
+            metadata = json.loads(events[-1].version.metadata_json)
             assert metadata["metrics"]["processes"] == 2
             assert [v.id for v in client.list_versions().versions] == ["policy-0001", "policy-0002"]
     finally:
