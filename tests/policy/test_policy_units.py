@@ -16,6 +16,7 @@ from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
 from services.policy.training.runner import worker_command
 from services.policy.training.spec import TrainSpec
+from services.policy.training.trainable import last_checkpoint
 
 
 def test_backend_selection_uses_vllm_only_when_asked_and_usable():
@@ -149,3 +150,15 @@ def test_worker_runs_guarded_alone_or_under_accelerate(tmp_path):
     config = Path(ddp[ddp.index("--config_file") + 1])
     assert config.name == "cpu_ddp.yaml" and config.is_file()  # package data beside the runner
     assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[-3:-1] == ["-m", "services.policy.training.worker"]
+
+
+def test_a_resume_skips_and_removes_a_checkpoint_killed_while_it_was_written(tmp_path):
+    for step, complete in ((2, True), (4, True), (6, False), (10, False)):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").write_bytes(b"")
+        if complete:
+            (checkpoint / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"  # not checkpoint-10 (sorted by step, not name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert last_checkpoint(tmp_path / "empty") is None

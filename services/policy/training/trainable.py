@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -66,7 +67,17 @@ def reference_is_base(trainer) -> None:
         model.delete_adapter("ref")
 
 
+# The Trainer writes this file last, after weights, optimizer and RNG state: a checkpoint without it was
+# being written when its run was killed, and resuming from it fails ("Can't find a valid checkpoint").
+COMPLETE_MARKER = "trainer_state.json"
+
+
 def last_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint a stopped or killed run left in `run_dir`: where the next identical run resumes."""
+    """The newest complete checkpoint a stopped or killed run left in `run_dir`: where the next identical run resumes.
+
+    Half-written checkpoints (no trainer state) are removed, so the resumed run writes them again from scratch.
+    """
     checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    while checkpoints and not (checkpoints[-1] / COMPLETE_MARKER).is_file():
+        shutil.rmtree(checkpoints.pop(), ignore_errors=True)  # every DDP rank may tidy the same one
     return checkpoints[-1] if checkpoints else None
