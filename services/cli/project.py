@@ -64,11 +64,12 @@ def _add_tasks_import(task_import: argparse.ArgumentParser) -> None:
 
 
 def _tasks_import(args: argparse.Namespace) -> int:
-    from labelstudio_backend.candidates import Sampling, generate_task_data
+    from labelstudio_backend.candidates import generate_task_data
     from labelstudio_backend.project_setup import labelstudio_client, project_candidates
     from labelstudio_backend.templates import template_of
     from services.core.prompts_file import read_prompts
     from services.policy.client import PolicyClient
+    from services.policy.sampling import Sampling
 
     prompts = read_prompts(args.file)
     url, token = labelstudio_login(args)

@@ -9,8 +9,9 @@ from services.core.errors import InvalidRequestError, PreconditionError
 from services.core.loader import load_function
 from services.core.rankings import PreferencePair
 from services.core.win_rate import win_rate
-from services.policy.generation import Sampling, select_backend
+from services.policy.generation import select_backend
 from services.policy.remote_reward import RemoteReward, completion_text, prompt_text
+from services.policy.sampling import Sampling
 from services.policy.training.callbacks import kl_budget_callback
 from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
