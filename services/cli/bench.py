@@ -1,4 +1,4 @@
-"""`rlhf-loop bench reward|policy|load`: benchmarks that print JSON and, with --check, fail on a missed target."""
+"""`rlhf-loop bench reward|policy|load|selection`: benchmarks that print JSON; --check fails on a missed target."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import json
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `bench` and its three benchmarks."""
+    """Add `bench` and its benchmarks."""
     bench = commands.add_parser("bench", help="benchmarks that print JSON").add_subparsers(dest="bench", required=True)
     _add_reward(bench.add_parser("reward", help="reward-service throughput: gRPC vs in-process, batching"))
     _add_policy(bench.add_parser("policy", help="policy service: Generate and GRPO vs in-process, peak RSS"))
     _add_load(bench.add_parser("load", help="reward Score + backend /predict under load, then overload"))
+    _add_selection(bench.add_parser("selection", help="reward-model accuracy by prompt selection strategy"))
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -88,3 +89,24 @@ def _load(args: argparse.Namespace) -> int:
     from services.tools.load_bench import run_load_benchmark
 
     return _print(run_load_benchmark(args.model, args.clients, args.seconds, args.overload_seconds), args)
+
+
+def _add_selection(selection: argparse.ArgumentParser) -> None:
+    selection.add_argument("--model", default="minilm", help="the reward model's backbone")
+    selection.add_argument("--seeds", type=int, default=3)
+    selection.add_argument("--rounds", type=int, default=3)
+    selection.add_argument("--budget", type=int, default=12, help="prompts ranked per round")
+    selection.add_argument("--pool", type=int, default=120, help="prompts to choose from")
+    selection.add_argument("--members", type=int, default=4, help="ensemble heads of every strategy's model")
+    _add_output_options(selection)
+    selection.set_defaults(func=_selection)
+
+
+def _selection(args: argparse.Namespace) -> int:
+    from services.tools.selection_bench import run_selection_benchmark
+
+    report = run_selection_benchmark(
+        model=args.model, seeds=args.seeds, rounds=args.rounds, budget=args.budget, pool=args.pool,
+        members=args.members,
+    )  # fmt: skip
+    return _print(report, args)

@@ -11,13 +11,16 @@ stage without a result.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
 import random
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import httpx
@@ -28,23 +31,41 @@ from labelstudio_backend.preference_store import PreferenceStore, pairwise_agree
 from labelstudio_backend.project_setup import find_or_create_project, labelstudio_client, sdk_field
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
+from services.controller.candidates import mixed_candidates, provenance
 from services.controller.gates import policy_gate, reward_gate
+from services.controller.human_evaluation import (
+    TEMPLATE as EVAL_TEMPLATE,
+)
+from services.controller.human_evaluation import (
+    evaluation_project_title,
+    evaluation_tasks,
+    judged_tasks,
+    judges_agreement,
+    task_key,
+)
 from services.controller.loop_config import LoopConfig
 from services.controller.loop_state import STAGES, LoopState
 from services.controller.metrics import LoopMetrics
 from services.controller.progress import LoopProgress
-from services.controller.prompt_selection import order_uncertainty, select_prompts
+from services.controller.prompt_selection import mean_spread, order_uncertainty, select_prompts
 from services.controller.report import build_report, sample_versions
 from services.controller.report_render import write_report
+from services.controller.report_reward_models import gold_comparisons, policies_by_serving_model, reward_models_on
+from services.controller.reward_evaluation import heldout_accuracy, heldout_split, score_pairs
 from services.core.env import AUTH_TOKEN_ENV
 from services.core.errors import PreconditionError
 from services.core.loader import load_function
 from services.core.prompts_file import read_prompts
-from services.core.rankings import GoldScorer, dataset_hash
+from services.core.rankings import GoldScorer, PreferencePair, group_pairs_by_prompt, training_data_hash
+from services.core.win_rate import win
 from services.policy.client import PolicyClient
 from services.policy.training.config import PolicyTrainConfig
 from services.reward.client import RewardClient
 
+T = TypeVar("T")
+
+# The report's conservative score when training used none: mean - 1 x the ensemble's spread.
+REPORT_CONSERVATIVE_LAMBDA = 1.0
 KL_STOP_SHARE = 0.8  # online policy training stops at this share of the gate's KL budget
 
 
@@ -94,7 +115,10 @@ class RlhfLoop:
 
     # -- the public API --------------------------------------------------------
     def setup(self) -> dict:
-        """Check the services and Label Studio; create the project when it is missing."""
+        """Check the services and Label Studio; create the project when it is missing (waiting while one is down)."""
+        return self._retrying("setup", self._setup)
+
+    def _setup(self) -> dict:
         with self._reward_client() as reward, self._policy_client() as policy:
             reward.wait_ready(120)
             policy.wait_ready(600)
@@ -132,7 +156,10 @@ class RlhfLoop:
             time.sleep(poll_s)
 
     def report(self, out: Path, samples: int = 4, wall_time_s: float | None = None) -> dict:
-        """Judge the initial, every iteration's and the final policy by the gold scorer; write the report files."""
+        """Judge the initial, every iteration's and the final policy by the gold scorer; write the report files.
+
+        Every round's reward model is scored on one fixed set of gold-ordered pairs of those answers too.
+        """
         history = self.state.history()
         with self._policy_client() as policy:
             listing = policy.list_versions()
@@ -145,9 +172,20 @@ class RlhfLoop:
                 policy, versions, self.heldout, self.gold, samples=samples, seed=self.config.eval_seed,
                 max_new_tokens=self.config.max_new_tokens,
             )  # fmt: skip
+        with self._reward_client(3600) as reward:
+            base = reward.list_versions().versions[0].id
+            rounds = [r["reward_version"] for r in history if r["stage"] == "done" and r.get("reward_version")]
+            comparisons = gold_comparisons(drawn, self.heldout)
+            self.display.message(f"report: {len(rounds) + 1} reward models on {sum(map(len, comparisons))} gold pairs")
+            reward_models = reward_models_on(reward, [base, *rounds], comparisons, seed=self.config.seed)
+            lam = self.config.policy_train.get("conservative_lambda") or REPORT_CONSERVATIVE_LAMBDA
+            policies = policies_by_serving_model(reward, drawn, self.heldout, lam)
         if wall_time_s is None:  # the time the stages took, over every run of the loop
             wall_time_s = sum(sum(r.get("seconds", {}).values()) for r in history)
-        result = build_report(history, drawn, initial, final, wall_time_s=wall_time_s, seed=self.config.seed)
+        result = build_report(
+            history, drawn, initial, final, wall_time_s=wall_time_s, seed=self.config.seed, reward_models=reward_models,
+            policies=policies, conservative_lambda=lam,
+        )  # fmt: skip
         write_report(result, Path(out))
         return result
 
@@ -164,7 +202,8 @@ class RlhfLoop:
             self.display.stage(number, name)
             self.metrics.record(number, name, record)
             started = time.monotonic()
-            record |= self._with_retries(number, name, record)
+            stage = functools.partial(getattr(self, f"_{name}"), number, record)
+            record |= self._retrying(f"iteration {number}: {name}", stage)
             record.setdefault("seconds", {})[name] = round(time.monotonic() - started, 2)
             self.state.save(number, STAGES[STAGES.index(name) + 1], record)
             if name == "decide":
@@ -172,12 +211,12 @@ class RlhfLoop:
         self.metrics.record(number, "done", record)
         return record
 
-    def _with_retries(self, number: int, name: str, record: dict) -> dict:
-        """Run a stage; while a service is unavailable, report it and retry with backoff (never fatal early)."""
+    def _retrying(self, what: str, work: Callable[[], T]) -> T:
+        """Run `work`; while a service is unavailable, report it and retry with backoff (never fatal early)."""
         delay, deadline = 2.0, time.monotonic() + self.config.service_retry_s
         while True:
             try:
-                return getattr(self, f"_{name}")(number, record)
+                return work()
             except (grpc.RpcError, httpx.TransportError, requests.ConnectionError) as error:
                 # Label Studio unreachable (httpx under its SDK, requests for signups) counts as unavailable too.
                 unavailable = not isinstance(error, grpc.RpcError) or error.code() == grpc.StatusCode.UNAVAILABLE
@@ -185,7 +224,7 @@ class RlhfLoop:
                     raise
                 self.metrics.service_retries.inc()
                 reason = error.details() if isinstance(error, grpc.RpcError) else f"Label Studio: {error}"
-                self.progress(f"iteration {number}: {name}: service unavailable ({reason}); retry in {delay:.0f}s")
+                self.progress(f"{what}: service unavailable ({reason}); retry in {delay:.0f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -208,28 +247,51 @@ class RlhfLoop:
         pool = rng.sample(available, min(len(available), self.config.prompts_per_iteration * self.config.pool_factor))
         k = 2 if TEMPLATES[self.config.template].pairwise else self.config.candidates
         with self._policy_client(1800) as policy:
-            candidates, generated_by = policy.generate_texts(
-                pool, k, max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number
-            )
+            candidates, origins = mixed_candidates(
+                policy, pool, k, self._candidate_policies(policy), rng,
+                max_new_tokens=self.config.max_new_tokens, seed=self.config.seed + number,
+            )  # fmt: skip
         usable = [i for i, texts in enumerate(candidates) if all(t.strip() for t in texts)]
         with self._reward_client(600) as reward:
-            uncertainty = [order_uncertainty(reward.rank(pool[i], candidates[i]).probabilities) for i in usable]
-        chosen = select_prompts(
-            uncertainty, self.config.prompts_per_iteration, self.config.selection, self.config.random_share, rng
-        )
+            ranked = [reward.rank(pool[i], candidates[i]) for i in usable]
+        strategy = self.config.selection
+        if strategy == "disagreement" and all(r.spreads for r in ranked):
+            values = [mean_spread(r.spreads) for r in ranked]
+        else:  # a single reward model (the base, before an ensemble is trained) has no spread to go by
+            strategy = "uncertainty" if strategy == "disagreement" else strategy
+            values = [order_uncertainty(r.probabilities) for r in ranked]
+        chosen = select_prompts(values, self.config.prompts_per_iteration, strategy, self.config.random_share, rng)
         selected = [
-            {"prompt": pool[usable[c.index]], "candidates": candidates[usable[c.index]], "strategy": c.strategy,
-             "uncertainty": c.uncertainty}
+            {"prompt": pool[usable[c.index]], "candidates": candidates[usable[c.index]],
+             "candidate_policies": origins[usable[c.index]], "strategy": c.strategy, "uncertainty": c.uncertainty}
             for c in chosen
         ]  # fmt: skip
-        return {"selected": selected, "generated_by": generated_by}
+        return {"selected": selected, "generated_by": sorted({v for row in origins for v in row})}
+
+    def _candidate_policies(self, policy: PolicyClient) -> list[str]:
+        """The policy versions that write an iteration's candidates: the active one, and an older one when mixed.
+
+        Candidates of one policy grow alike as it improves, and their pairs get
+        hard to judge; mixing in the policy it replaced (or the base) keeps
+        pairs that span quality levels (Llama 2 sampled from several checkpoints).
+        """
+        listing = policy.list_versions()
+        active, base = listing.active, listing.versions[0].id
+        mix = self.config.candidate_policies
+        if mix == "active":
+            return [active]
+        older = base
+        if mix == "active+previous":
+            promoted = [r["policy_started_from"] for r in self.state.history() if r.get("decision") == "promote"]
+            older = promoted[-1] if promoted else base
+        return list(dict.fromkeys([active, older]))
 
     def _tasks(self, number: int, record: dict) -> dict:
         client = self._labelstudio()
         existing = self._iteration_tasks(client, number)
         template = TEMPLATES[self.config.template]
         missing = [
-            {**candidate_data(s["prompt"], s["candidates"], template, {"policy_version": record["generated_by"]}),
+            {**candidate_data(s["prompt"], s["candidates"], template, provenance(s["candidate_policies"])),
              "iteration": number, "key": _key(s["prompt"])}
             for s in record["selected"]
             if _key(s["prompt"]) not in existing
@@ -238,71 +300,91 @@ class RlhfLoop:
             client.projects.import_tasks(self.project_id, request=missing, return_task_ids=True)
         return {"task_ids": sorted(self._iteration_tasks(client, number).values())}
 
-    def _iteration_tasks(self, client, number: int) -> dict[str, int]:
-        tasks = client.tasks.list(project=self.project_id, fields="all")
+    def _iteration_tasks(self, client, number: int, project_id: int | None = None) -> dict[str, int]:
+        tasks = client.tasks.list(project=project_id or self.project_id, fields="all")
         return {t.data["key"]: t.id for t in tasks if (t.data or {}).get("iteration") == number}
 
     def _collect(self, number: int, record: dict) -> dict:
         client = self._labelstudio()
         result = {}
         if self.config.simulate:
-            from services.sim.simulated_annotators import calibrate_temperature, simulated_annotators
+            from services.sim.simulated_annotators import calibrate_temperature
 
             groups = [[self.gold(s["prompt"], c) for c in s["candidates"]] for s in record["selected"]]
             temperature = calibrate_temperature(groups, self.config.target_agreement)
-            data_dir = (
-                Path(self.config.labelstudio_data_dir) if self.config.labelstudio_data_dir else default_data_dir()
-            )
-            annotators = simulated_annotators(
-                self.labelstudio_url, self.labelstudio_token, data_dir / "simulated-annotators.json",
-                self.config.simulated_annotators, temperature, self.config.seed + number,
-            )  # fmt: skip
-            for annotator in annotators:
-                annotator.annotate(self.project_id, self.gold)
+            self._simulate_annotators(self.project_id, temperature, self.config.seed + number)
             result["annotator_temperature"] = temperature
-        deadline = time.monotonic() + self.config.wait_timeout_s
-        while True:
-            # Counted from the annotations themselves: Label Studio's total_annotations counter can lag
-            # them for good when the server dies between saving an annotation and updating the count.
-            tasks = {t.id: t for t in client.tasks.list(project=self.project_id, fields="all")}
-            counts = [
-                sum(not sdk_field(a, "was_cancelled") for a in (tasks[t].annotations or [])) if t in tasks else 0
-                for t in record["task_ids"]
-            ]
-            done = sum(c >= self.config.annotations_per_task for c in counts)
-            self.display.steps("tasks ranked", done, len(counts))
-            if done == len(counts) or time.monotonic() > deadline:
-                break
-            time.sleep(10)
+        self._wait_for_annotations(client, self.project_id, record["task_ids"], "tasks ranked")
         sync = sync_project(client, self.store, self.project_id)
         mine = [p for p in self.store.all(self.project_id) if p.task_id in set(record["task_ids"])]
         return {**result, "rankings": len(mine), "agreement": pairwise_agreement(mine)["agreement"],
                 "sync": vars(sync)}  # fmt: skip
 
-    def _previous(self, key: str, number: int):
-        """The value of `key` in the latest earlier iteration that has it."""
-        for r in reversed([r for r in self.state.history() if r["iteration"] < number]):
-            if r.get(key) is not None:
-                return r[key]
-        return None
+    def _simulate_annotators(self, project_id: int, temperature: float, seed: int) -> None:
+        """Simulated annotators (real Label Studio accounts) answer every task of the project they have not."""
+        from services.sim.simulated_annotators import simulated_annotators
+
+        data_dir = Path(self.config.labelstudio_data_dir) if self.config.labelstudio_data_dir else default_data_dir()
+        annotators = simulated_annotators(
+            self.labelstudio_url, self.labelstudio_token, data_dir / "simulated-annotators.json",
+            self.config.simulated_annotators, temperature, seed,
+        )  # fmt: skip
+        for annotator in annotators:
+            annotator.annotate(project_id, self.gold)
+
+    def _wait_for_annotations(self, client, project_id: int, task_ids: list[int], label: str) -> None:
+        """Until every task has annotations_per_task submitted annotations, or wait_timeout_s has passed."""
+        deadline = time.monotonic() + self.config.wait_timeout_s
+        while True:
+            # Counted from the annotations themselves: Label Studio's total_annotations counter can lag
+            # them for good when the server dies between saving an annotation and updating the count.
+            tasks = {t.id: t for t in client.tasks.list(project=project_id, fields="all")}
+            counts = [
+                sum(not sdk_field(a, "was_cancelled") for a in (tasks[t].annotations or [])) if t in tasks else 0
+                for t in task_ids
+            ]
+            done = sum(c >= self.config.annotations_per_task for c in counts)
+            self.display.steps(label, done, len(counts))
+            if done == len(counts) or time.monotonic() > deadline:
+                return
+            time.sleep(10)
 
     def _reward(self, number: int, record: dict) -> dict:
+        """Train on every ranking so far but this round's held-out prompts; gate new vs active on those."""
+        c = self.config
         rankings = self.store.rankings(self.project_id)
+        heldout_prompts = heldout_split([s["prompt"] for s in record["selected"]], rankings, c.rm_heldout_share,
+                                        c.seed + number)  # fmt: skip
+        train = [r for r in rankings if r.prompt not in heldout_prompts]
+        heldout = [r for r in rankings if r.prompt in heldout_prompts]
+        mine = [p for p in self.store.all(self.project_id) if p.ranking.prompt in heldout_prompts]
+        agreement = pairwise_agreement(mine)["agreement"]
         with self._reward_client(3600) as reward:
+            listing = reward.list_versions()
+            if "rm_baseline_version" not in record:
+                # Saved before training: a stage resumed after a kill (perhaps after its own promotion)
+                # compares with the model that served when it started.
+                record["rm_baseline_version"] = listing.active
+                self.state.save(number, "reward", record)
+            baseline = record["rm_baseline_version"]
+            init = baseline if c.reward_warm_start else listing.versions[0].id
             # A version of exactly this data may exist if the loop died after training finished.
-            done = [v for v in reward.list_versions().versions if v.data_hash == dataset_hash(rankings)]
+            data_hash = training_data_hash(train, heldout)
+            done = [v for v in listing.versions if v.data_hash == data_hash and v.parent == init]
             if done:
                 version = done[-1]
-                accuracy = version.metrics["heldout_accuracy"]
             else:
-                events = self._follow(reward.train(rankings, **self.config.reward_train), "reward model step")
-                version, accuracy = events[-1].version, events[-2].evaluation.heldout_accuracy
-            previous = self._previous("promoted_rm_accuracy", number)
-            reasons = reward_gate(accuracy, previous, self.config.gates)
+                stream = reward.train(train, heldout_rankings=heldout, init_version=init, **c.reward_train)
+                version = self._follow(stream, "reward model step")[-1].version
+            pairs = [p for group in group_pairs_by_prompt(heldout).values() for p in group]
+            accuracy = heldout_accuracy(reward, version.id, pairs)
+            baseline_accuracy = heldout_accuracy(reward, baseline, pairs)
+            reasons = reward_gate(accuracy, baseline_accuracy, agreement, c.gates)
             if not reasons:
                 reward.promote(version.id)
-        return {"reward_version": version.id, "rm_accuracy": accuracy, "rm_reasons": reasons,
-                "promoted_rm_accuracy": accuracy if not reasons else None}  # fmt: skip
+        return {"reward_version": version.id, "rm_accuracy": accuracy, "rm_baseline_accuracy": baseline_accuracy,
+                "rm_agreement": agreement, "rm_heldout_pairs": len(pairs), "rm_heldout_prompts": len(heldout_prompts),
+                "rm_train_rankings": len(train), "rm_init_version": init, "rm_reasons": reasons}  # fmt: skip
 
     def _policy(self, number: int, record: dict) -> dict:
         c = self.config
@@ -356,11 +438,54 @@ class RlhfLoop:
             evaluation |= {"gold_win_rate": result.gold_win_rate, "candidate_mean_gold": result.candidate_mean_gold}
         return evaluation
 
+    def _judge(self, number: int, record: dict) -> dict:
+        """With policy_judge = "people": pairwise tasks, new vs active policy, answered by people."""
+        if self.config.policy_judge != "people" or record["policy_version"] is None:
+            return {}
+        c = self.config
+        client = self._labelstudio()
+        project, _ = find_or_create_project(
+            client, evaluation_project_title(c.project_title), EVAL_TEMPLATE.label_config
+        )
+        existing = self._iteration_tasks(client, number, project.id)
+        missing = [p for p in self.heldout if task_key(number, p) not in existing]
+        if missing:  # only what a killed run did not import yet: no duplicate tasks
+            with self._policy_client(3600) as policy:
+                active = policy.info().active_version
+                new_texts, _ = policy.generate_texts(
+                    missing, 1, version=record["policy_version"], seed=c.eval_seed, max_new_tokens=c.max_new_tokens
+                )
+                active_texts, _ = policy.generate_texts(
+                    missing, 1, version=active, seed=c.eval_seed, max_new_tokens=c.max_new_tokens
+                )
+            versions = (record["policy_version"], active)
+            tasks = evaluation_tasks(number, missing, [t[0] for t in new_texts], [t[0] for t in active_texts],
+                                     versions, random.Random(c.seed * 1000 + number))  # fmt: skip
+            client.projects.import_tasks(project.id, request=tasks, return_task_ids=True)
+        task_ids = sorted(self._iteration_tasks(client, number, project.id).values())
+        if c.simulate:
+            self._simulate_annotators(project.id, record.get("annotator_temperature", 0.1), c.seed + 500 + number)
+        self._wait_for_annotations(client, project.id, task_ids, "evaluation tasks judged")
+        exported = [t for t in client.projects.exports.as_json(project.id) if t["id"] in set(task_ids)]
+        judged = [j for j in judged_tasks(exported, project.id, project.label_config) if j.people is not None]
+        if not judged:
+            return {"human_win_rate": float("nan"), "human_eval_tasks": 0}
+        with self._reward_client(600) as reward:
+            scored = score_pairs(reward, "", [PreferencePair(j.prompt, j.new, j.active, 1) for j in judged])
+        opinions = {"proxy": [win(new, active) for new, active in scored], "people": [j.people for j in judged]}
+        if c.simulate:
+            opinions["gold"] = [win(self.gold(j.prompt, j.new), self.gold(j.prompt, j.active)) for j in judged]
+        return {"human_win_rate": statistics.fmean(opinions["people"]), "human_eval_tasks": len(judged),
+                "human_votes": sum(len(j.votes) for j in judged), "evaluation_project_id": project.id,
+                "judges_agreement": judges_agreement(opinions)}  # fmt: skip
+
     def _decide(self, number: int, record: dict) -> dict:
         if record["policy_version"] is None:
             reasons = [record["policy_skipped"]]
         else:
-            reasons = policy_gate(record["win_rate"], record["kl"], self.config.gates)
+            people = self.config.policy_judge == "people"
+            win_rate = record["human_win_rate"] if people else record["win_rate"]
+            reasons = policy_gate(win_rate, record["kl"], self.config.gates, judge="people" if people else "")
         if not reasons:
             with self._policy_client() as policy:
                 policy.promote(record["policy_version"])

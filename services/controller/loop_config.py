@@ -8,10 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.controller.gates import Gates
+from services.controller.human_evaluation import JUDGES
 from services.controller.prompt_selection import STRATEGIES
 from services.core.errors import InvalidRequestError
 from services.core.loader import load_function
-from services.policy.training.config import METHODS
+from services.policy.training.config import METHODS, PolicyTrainConfig
+from services.reward.train_config import RewardTrainConfig
+
+# "active": every candidate from the active policy; "+previous": half from the policy it replaced
+# (the base until one is promoted); "+base": half from the base policy.
+CANDIDATE_POLICIES = ("active", "active+previous", "active+base")
+
+
+# Chosen by the loop each round (warm start from the active version; promotion by the gate).
+LOOP_SET_REWARD_FIELDS = {"init_version", "promote"}
+LOOP_SET_POLICY_FIELDS = {"init_version", "promote", "method", "seed"}
 
 
 @dataclass
@@ -30,6 +41,7 @@ class LoopConfig:
     prompts_per_iteration: int = 8
     candidates: int = 4
     pool_factor: int = 2  # candidates are generated for factor x prompts, the most uncertain are kept
+    candidate_policies: str = "active+previous"  # who writes the candidates (CANDIDATE_POLICIES)
     selection: str = "uncertainty"
     random_share: float = 0.25
     annotations_per_task: int = 1
@@ -39,10 +51,13 @@ class LoopConfig:
     simulated_annotators: int = 3
     target_agreement: float = 0.73
     gold: str = "services.sim.gold:vader_positivity"  # loaded only to simulate annotators and for the report
+    rm_heldout_share: float = 0.25  # of each round's prompts, held out to judge the new reward model
+    reward_warm_start: bool = True  # train from the active reward model (on every ranking so far), not the base
     reward_train: dict = field(default_factory=lambda: {"epochs": 2, "learning_rate": 5e-5, "batch_size": 16})
     policy_method: str = "grpo"
     policy_train: dict = field(default_factory=lambda: {"max_steps": 10, "prompts_per_step": 2, "num_generations": 4})
     eval_seed: int = 0
+    policy_judge: str = "reward_model"  # or "people": pairwise evaluation tasks decide the promotion
     eval_samples: int = 1  # answers per held-out prompt when a new policy is compared with the active one
     gates: Gates = field(default_factory=Gates)
     seed: int = 0
@@ -88,6 +103,14 @@ class LoopConfig:
             raise InvalidRequestError(f"unknown selection {self.selection!r}; choose one of {', '.join(STRATEGIES)}")
         if self.template not in ("ranker", "ranker-buckets", "pairwise"):
             raise InvalidRequestError(f"unknown template {self.template!r}")
+        if self.policy_judge not in JUDGES:
+            raise InvalidRequestError(f"unknown policy_judge {self.policy_judge!r}; choose one of {', '.join(JUDGES)}")
+        if self.candidate_policies not in CANDIDATE_POLICIES:
+            raise InvalidRequestError(
+                f"unknown candidate_policies {self.candidate_policies!r}; choose one of {', '.join(CANDIDATE_POLICIES)}"
+            )
+        if not 0 < self.rm_heldout_share < 1:
+            raise InvalidRequestError(f"rm_heldout_share must be in (0, 1), got {self.rm_heldout_share}")
         if not 0 <= self.random_share <= 1:
             raise InvalidRequestError(f"random_share must be in [0, 1], got {self.random_share}")
         if self.simulate and self.simulated_annotators < self.annotations_per_task:
@@ -97,5 +120,27 @@ class LoopConfig:
                 'prompts_file is required: name a JSON-lines file of {"prompt": ...} objects '
                 "(only a simulated run, simulate = true, may use the built-in demo prompts)"
             )
+        self._validate_reward_train()
+        self._validate_policy_train()
         if self.simulate:
             load_function(self.gold, "gold scorer")
+
+    def _validate_reward_train(self) -> None:
+        """[reward_train] holds RewardTrainConfig fields; the loop itself sets where training starts."""
+        _check_table("reward_train", self.reward_train, RewardTrainConfig, LOOP_SET_REWARD_FIELDS)
+        RewardTrainConfig(**self.reward_train).validate()
+
+    def _validate_policy_train(self) -> None:
+        """[policy_train] holds PolicyTrainConfig fields; the method is policy_method, the start the loop's."""
+        _check_table("policy_train", self.policy_train, PolicyTrainConfig, LOOP_SET_POLICY_FIELDS)
+        PolicyTrainConfig(**self.policy_train, method=self.policy_method).validate()
+
+
+def _check_table(name: str, table: dict, config_class: type, loop_set: set[str]) -> None:
+    """Refuse settings of a [table] that its config class does not have, or that the loop sets itself."""
+    known = {f.name for f in dataclasses.fields(config_class)} - loop_set
+    unknown = set(table) - known
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown [{name}] setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )

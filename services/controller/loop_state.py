@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, create_engine, select
 
-STAGES = ("select", "tasks", "collect", "reward", "policy", "evaluate", "decide", "done")
+STAGES = ("select", "tasks", "collect", "reward", "policy", "evaluate", "judge", "decide", "done")
 
 metadata = MetaData()
 iterations = Table(

@@ -21,6 +21,12 @@ class LoopMetrics:
         self.rm_accuracy = Gauge(
             f"{PREFIX}_reward_model_accuracy", "Held-out accuracy of the new reward model", registry=r
         )
+        self.rm_active_accuracy = Gauge(
+            f"{PREFIX}_reward_model_active_accuracy", "The active reward model's accuracy on the same pairs", registry=r
+        )
+        self.heldout_agreement = Gauge(
+            f"{PREFIX}_heldout_agreement", "The annotators' agreement on the reward gate's held-out pairs", registry=r
+        )
         self.win_rate = Gauge(f"{PREFIX}_policy_win_rate", "New policy's win-rate over the active one", registry=r)
         self.kl = Gauge(f"{PREFIX}_kl", "KL of the new policy to the reference", registry=r)
         self.gold = Gauge(f"{PREFIX}_gold_win_rate", "Gold-score win-rate of the new policy (simulated)", registry=r)
@@ -39,6 +45,8 @@ class LoopMetrics:
             (self.rankings, "rankings"),
             (self.agreement, "agreement"),
             (self.rm_accuracy, "rm_accuracy"),
+            (self.rm_active_accuracy, "rm_baseline_accuracy"),
+            (self.heldout_agreement, "rm_agreement"),
             (self.win_rate, "win_rate"),
             (self.kl, "kl"),
             (self.gold, "gold_win_rate"),

@@ -1,9 +1,13 @@
-"""Which prompts go to the annotators: where the reward model is least sure of the order, plus a random share.
+"""Which prompts go to the annotators: where the reward model is least sure, plus a random share.
 
-Uncertainty of a prompt is the mean, over its candidates' pairs, of
-1 - |2p - 1| with p the reward model's Bradley-Terry probability: 1 when it
-cannot tell two candidates apart, 0 when it is certain. A random share keeps
-coverage, so the reward model also sees what it thinks it already knows.
+"uncertainty": the mean, over a prompt's candidate pairs, of 1 - |2p - 1|
+with p the reward model's Bradley-Terry probability: 1 when it cannot tell
+two candidates apart, 0 when it is certain. "disagreement" (an ensemble
+reward model): the mean spread of its members' scores over the candidates --
+epistemic uncertainty, in the spirit of BAL-PM (Melo et al. 2024), which a
+single model's probabilities cannot tell from the noise in human labels. A
+random share keeps coverage, so the reward model also sees what it thinks
+it already knows.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ from dataclasses import dataclass
 
 from services.core.errors import InvalidRequestError
 
-STRATEGIES = ("uncertainty", "random")
+STRATEGIES = ("uncertainty", "disagreement", "random")
 
 
 @dataclass(frozen=True)
 class Selected:
     index: int  # position in the candidate pool
-    strategy: str  # "uncertainty" or "random": recorded with the prompt
-    uncertainty: float
+    strategy: str  # "uncertainty", "disagreement" or "random": recorded with the prompt
+    uncertainty: float  # the value it was ranked by
 
 
 def order_uncertainty(probabilities: Sequence[Sequence[float]]) -> float:
@@ -30,10 +34,15 @@ def order_uncertainty(probabilities: Sequence[Sequence[float]]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def mean_spread(spreads: Sequence[float]) -> float:
+    """An ensemble's disagreement on a prompt's candidates."""
+    return sum(spreads) / len(spreads)
+
+
 def select_prompts(
     uncertainties: Sequence[float], n: int, strategy: str, random_share: float, rng: random.Random
 ) -> list[Selected]:
-    """`n` pool positions: the most uncertain, with `random_share` of them drawn at random instead."""
+    """`n` pool positions: the highest values (uncertainty or disagreement), `random_share` of them at random."""
     if strategy not in STRATEGIES:
         raise InvalidRequestError(f"unknown selection strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if not 0 <= random_share <= 1:
@@ -41,7 +50,7 @@ def select_prompts(
     n = min(n, len(uncertainties))
     n_random = n if strategy == "random" else round(n * random_share)
     by_uncertainty = sorted(range(len(uncertainties)), key=lambda i: (-uncertainties[i], i))
-    chosen = [Selected(i, "uncertainty", uncertainties[i]) for i in by_uncertainty[: n - n_random]]
+    chosen = [Selected(i, strategy, uncertainties[i]) for i in by_uncertainty[: n - n_random]]
     rest = [i for i in range(len(uncertainties)) if i not in {c.index for c in chosen}]
     chosen += [Selected(i, "random", uncertainties[i]) for i in rng.sample(rest, n_random)]
     return chosen

@@ -10,17 +10,24 @@ from pathlib import Path
 FILES = ("report.json", "report.md", "report.html", "scores.png", "reward_model.png", "rankings.png")
 COLUMNS = [
     ("iteration", "iteration", "{}"), ("rankings", "rankings", "{}"),
-    ("annotator_agreement", "annotator agreement", "{:.3f}"), ("rm_accuracy", "RM accuracy", "{:.3f}"),
-    ("rm_accuracy_vs_annotators", "RM / agreement", "{:.2f}"), ("reward_promoted", "RM promoted", "{}"),
+    ("annotator_agreement", "annotator agreement", "{:.3f}"), ("rm_heldout_pairs", "RM held-out pairs", "{}"),
+    ("rm_accuracy", "new RM accuracy", "{:.3f}"), ("rm_active_accuracy", "active RM accuracy", "{:.3f}"),
+    ("rm_agreement", "agreement on them", "{:.3f}"), ("rm_accuracy_vs_annotators", "new RM / agreement", "{:.2f}"),
+    ("reward_promoted", "RM promoted", "{}"), ("rm_gold_accuracy", "RM vs gold (fixed set)", "{:.3f}"),
     ("proxy_win_rate_vs_previous", "proxy win vs prev", "{:.3f}"),
-    ("gold_win_rate_vs_previous", "gold win vs prev", "{:.3f}"), ("kl", "KL", "{:.3f}"),
+    ("gold_win_rate_vs_previous", "gold win vs prev", "{:.3f}"),
+    ("human_win_rate_vs_previous", "people win vs prev", "{:.3f}"), ("kl", "KL", "{:.3f}"),
     ("proxy_mean", "proxy mean", "{:.3f}"), ("gold_mean", "gold mean", "{:.3f}"),
     ("distinct_1", "distinct-1", "{:.3f}"), ("distinct_2", "distinct-2", "{:.3f}"),
     ("decision", "decision", "{}"), ("seconds", "seconds", "{:.0f}"),
 ]  # fmt: skip
 IMAGES = [
     ("scores.png", "Gold and proxy score per iteration, and against √KL"),
-    ("reward_model.png", "Reward-model accuracy against the annotators' own agreement"),
+    (
+        "reward_model.png",
+        "Reward models: new vs active on each round's held-out comparisons, next to the "
+        "annotators' agreement on them; and every round's model against the gold on one fixed set",
+    ),
     ("rankings.png", "Rankings collected per iteration, and the decision"),
 ]
 
@@ -63,6 +70,8 @@ def _summary(report: dict) -> list[str]:
         f"Serving reward model {rm['reward_version']} vs the annotators: held-out accuracy "
         f"{_cell(rm['rm_accuracy'], '{:.3f}')}, their own agreement {_cell(rm['annotator_agreement'], '{:.3f}')} "
         f"(ratio {_cell(ratio, '{:.2f}')}).",
+        _gold_set_line(report),
+        *_judges_lines(report),
         f"{len(report['iterations'])} iterations: {report['promotions']} promoted, {report['rollbacks']} rolled back; "
         f"wall time {report['wall_time_s']:.0f} s.",
     ]
@@ -71,12 +80,49 @@ def _summary(report: dict) -> list[str]:
     return lines
 
 
+def _gold_set_line(report: dict) -> str:
+    """Every round's reward model on the fixed gold set, base first."""
+    models = report["reward_models_on_gold_set"]
+    if not models:
+        return "Reward models on a fixed gold set: not measured."
+    figures = ", ".join(f"{m['version']} {_cell(m['accuracy'], '{:.3f}')}" for m in models)
+    return f"Reward models against the gold on one fixed set of {models[0]['pairs']} pairs: {figures}."
+
+
+def _judges_lines(report: dict) -> list[str]:
+    """Where people judged the policy: how often proxy, people and gold picked the same answer."""
+    lines = []
+    for r in report["iterations"]:
+        agreement = r.get("judges_agreement")
+        if agreement:
+            pairs = ", ".join(f"{k.replace('_', ' vs ')} {_cell(v, '{:.2f}')}" for k, v in agreement.items())
+            lines.append(f"Iteration {r['iteration']}, judges on the evaluation tasks agree: {pairs}.")
+    return lines
+
+
+def _policies_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Every sampled policy by the serving reward model: proxy, conservative and gold side by side."""
+    lam = report.get("conservative_lambda", 1.0)
+    headers = ["policy", "proxy mean", f"conservative (mean - {lam:g} x spread)", "ensemble spread", "gold mean"]
+    rows = [[r["version"], *(_cell(r[k], "{:.3f}") for k in ("proxy", "conservative", "spread", "gold"))]
+            for r in report.get("policies_by_serving_reward_model", [])]  # fmt: skip
+    return headers, rows
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
 def render_markdown(report: dict) -> str:
     """report.md: the summary, the iterations table, the gate reasons and the plots."""
-    headers, rows = _table(report)
-    out = ["# rlhf-loop report", "", *_summary(report), "", "## Iterations", ""]
-    out += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
+    out = ["# rlhf-loop report", "", *_summary(report), "", "## Iterations", "", *_markdown_table(*_table(report))]
+    headers, rows = _policies_table(report)
+    if rows:
+        out += ["", "## Policies by the serving reward model", "", *_markdown_table(headers, rows)]
     reasons = [f"- iteration {r['iteration']}: {'; '.join(r['reasons'])}" for r in report["iterations"] if r["reasons"]]
     if reasons:
         out += ["", "Gate reasons:", *reasons]
@@ -85,11 +131,17 @@ def render_markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-def render_html(report: dict) -> str:
-    """report.html: the summary, the iterations table and the plots on one page."""
-    headers, rows = _table(report)
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(report: dict) -> str:
+    """report.html: the summary, the iterations table and the plots on one page."""
+    iterations = _html_table(*_table(report))
+    headers, rows = _policies_table(report)
+    policies = f"<h2>Policies by the serving reward model</h2>{_html_table(headers, rows)}" if rows else ""
     images = "".join(
         f'<figure><img src="{name}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}</figcaption></figure>'
         for name, c in IMAGES
@@ -98,7 +150,7 @@ def render_html(report: dict) -> str:
     style = "body{font-family:sans-serif;max-width:70em;margin:2em auto}td,th{padding:.2em .6em;border:1px solid #ccc}"
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>rlhf-loop report</title><style>{style}</style>"
-        f"</head><body><h1>rlhf-loop report</h1>{summary}<h2>Iterations</h2><table><tr>{head}</tr>{body}</table>"
+        f"</head><body><h1>rlhf-loop report</h1>{summary}<h2>Iterations</h2>{iterations}{policies}"
         f"{images}</body></html>"
     )
 
@@ -137,17 +189,25 @@ def _plot_scores(report: dict, path: Path) -> None:
 
 
 def _plot_reward_model(report: dict, path: Path) -> None:
-    """Reward-model accuracy next to the annotators' agreement, per iteration."""
+    """Per round: the new and the active reward model and the annotators on the same pairs; the fixed gold set."""
     plt = _pyplot()
     rows = report["iterations"]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, (gate, fixed) = plt.subplots(1, 2, figsize=(11, 4))
     x = [r["iteration"] for r in rows]
-    axis.bar([i - 0.2 for i in x], [r["rm_accuracy"] or 0 for r in rows], 0.4, label="reward-model accuracy")
-    axis.bar([i + 0.2 for i in x], [r["annotator_agreement"] or 0 for r in rows], 0.4, label="annotator agreement")
-    axis.set_xlabel("iteration")
-    axis.set_ylim(0, 1)
-    axis.set_xticks(x)
-    axis.legend()
+    bars = (("rm_accuracy", "new reward model"), ("rm_active_accuracy", "active reward model"),
+            ("rm_agreement", "annotators' agreement"))  # fmt: skip
+    for offset, (key, label) in zip((-0.27, 0.0, 0.27), bars, strict=True):
+        gate.bar([i + offset for i in x], [r[key] or 0 for r in rows], 0.27, label=label)
+    gate.set_title("each round's held-out comparisons")
+    gate.set_xlabel("iteration")
+    gate.set_ylim(0, 1)
+    gate.set_xticks(x)
+    gate.legend(fontsize="small")
+    models = report["reward_models_on_gold_set"]
+    fixed.plot(range(len(models)), [m["accuracy"] for m in models], "o-")
+    fixed.set_xticks(range(len(models)), [m["version"] for m in models], rotation=30)
+    fixed.set_title("one fixed gold-labelled set")
+    fixed.set_ylabel("accuracy against the gold")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

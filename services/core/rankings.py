@@ -56,6 +56,7 @@ class PromptSplit:
     heldout: list[PreferencePair] = field(default_factory=list)
     train_prompts: int = 0
     heldout_prompts: int = 0
+    train_rankings: list[Ranking] = field(default_factory=list)  # whole rankings of the train prompts (listwise)
 
 
 def rankings_to_pairs(ranking: Ranking) -> list[PreferencePair]:
@@ -108,3 +109,10 @@ def dataset_hash(rankings: Sequence[Ranking]) -> str:
         for r in rankings
     )
     return hashlib.sha256("".join(digests).encode()).hexdigest()[:16]
+
+
+def training_data_hash(rankings: Sequence[Ranking], heldout: Sequence[Ranking] = ()) -> str:
+    """What a trained version records as its data: the rankings, and the held-out ones when the caller chose them."""
+    if not heldout:
+        return dataset_hash(rankings)
+    return hashlib.sha256(f"{dataset_hash(rankings)}|{dataset_hash(heldout)}".encode()).hexdigest()[:16]

@@ -105,17 +105,49 @@ def check_weights(path: Path, allow_pickle: bool = False) -> None:
         raise ModelNotFoundError(f"{path} has no weights (*.safetensors)")
 
 
-def load_reward_model(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False):
-    """A sequence-classification model with one output (the reward) and its tokenizer, in eval mode."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def _spread_heads(model, members: int) -> None:
+    """Start an ensemble's fresh heads far apart: N(0, 1/fan_in) rather than the usual N(0, 0.02).
+
+    Training pulls the heads together only along what the data spans; the
+    differences they keep elsewhere are the ensemble's uncertainty there
+    (a randomized prior, Osband et al. 2018). Drawn from torch's global
+    generator, which the trainer seeds.
+    """
+    import torch
+
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == members][-1]
+    with torch.no_grad():
+        head.weight.normal_(0.0, head.in_features**-0.5)
+        if head.bias is not None:
+            head.bias.zero_()
+
+
+def load_reward_model(
+    path: Path, *, members: int | None = None, trust_remote_code: bool = False, allow_pickle: bool = False
+):
+    """A sequence-classification reward model and its tokenizer, in eval mode.
+
+    `members` outputs (an ensemble of heads on one backbone; 1: a single
+    reward). None keeps what a saved reward model has (one output for a
+    checkpoint of another kind); another number replaces the head with a
+    freshly initialised one of that size and keeps the backbone.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     check_weights(path, allow_pickle)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    is_reward_model = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+    saved = config.num_labels if is_reward_model else 1
+    new_head = members is not None and members != saved
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle
-    )
+        path, num_labels=members or saved, ignore_mismatched_sizes=new_head,
+        trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle,
+    )  # fmt: skip
+    if new_head and members > 1:
+        _spread_heads(model, members)
     # Sequence-classification heads of decoders find the last real token through pad_token_id.
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import grpc
 
-from services.core.errors import ServiceError
+from services.core.errors import PreconditionError, ServiceError
 from services.reward.client import AsyncRewardClient
 
 
 class RewardServiceUnavailableError(ServiceError):
     grpc_code = grpc.StatusCode.UNAVAILABLE
     http_status = 503
+
+
+class ConservativeRewardError(PreconditionError):
+    """A conservative reward was asked of a reward model that is no ensemble."""
 
 
 def completion_text(completion) -> str:
@@ -33,7 +37,13 @@ def prompt_text(prompt) -> str:
 
 
 class RemoteReward:
-    """`await reward(prompts=..., completions=...)` -> one reward-service score per completion."""
+    """`await reward(prompts=..., completions=...)` -> one reward-service score per completion.
+
+    With `conservative_lambda` > 0 the score is an ensemble's mean minus
+    lambda times its members' spread: uncertainty-weighted optimisation
+    (Coste et al. 2024) pays the policy less where the reward models disagree,
+    which is where a policy would overoptimise.
+    """
 
     __name__ = "reward_service"  # TRL names the reward column after the function
 
@@ -46,7 +56,9 @@ class RemoteReward:
         timeout_s: float = 120.0,
         retries: int = 3,
         backoff_s: float = 1.0,
+        conservative_lambda: float = 0.0,
     ):
+        self.conservative_lambda = conservative_lambda
         self.client = AsyncRewardClient(
             target, token=token, tls_ca=tls_ca, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s
         )
@@ -67,7 +79,7 @@ class RemoteReward:
         if not responses:
             return []
         try:
-            scores, version = await self.client.score(list(zip(prompts, responses, strict=True)))
+            scores, spreads, version = await self.client.score_with_spread(list(zip(prompts, responses, strict=True)))
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise ServiceError(
@@ -78,4 +90,11 @@ class RemoteReward:
                 f"{error.details()}"
             ) from error
         self.versions.add(version)
-        return scores
+        if not self.conservative_lambda:
+            return scores
+        if not spreads:
+            raise ConservativeRewardError(
+                f"conservative_lambda {self.conservative_lambda} needs an ensemble reward model; {version} is a "
+                "single model (train one with ensemble_size > 1)"
+            )
+        return [mean - self.conservative_lambda * spread for mean, spread in zip(scores, spreads, strict=True)]

@@ -18,7 +18,7 @@ from services.policy.evaluation import Evaluation, evaluate
 from services.policy.generation import Generated, GenerationBackend, TransformersBackend, select_backend
 from services.policy.metrics import PolicyMetrics
 from services.policy.policy_model import PolicyModel
-from services.policy.remote_reward import RemoteReward
+from services.policy.remote_reward import ConservativeRewardError, RemoteReward
 from services.policy.sampling import Sampling
 from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
@@ -158,6 +158,15 @@ class PolicyService:
         return self.registry.list(), self.registry.active
 
     # -- training --------------------------------------------------------------
+    async def _check_ensemble(self) -> None:
+        """A conservative reward needs the spread of an ensemble: refuse before any work when there is none."""
+        info = await self.reward.client.info(timeout_s=10)
+        if info.ensemble_size < 2:
+            raise ConservativeRewardError(
+                f"conservative_lambda needs an ensemble reward model; the active {info.active_version} is a single "
+                "model (train one with ensemble_size > 1)"
+            )
+
     async def train(
         self,
         prompts: Sequence[str],
@@ -175,6 +184,8 @@ class PolicyService:
         else:
             self.validate_prompts(prompts, per_request_limit=False)  # training batches them itself
             await self.runner.check_reward_service()
+            if config.conservative_lambda:
+                await self._check_ensemble()
             data = TrainingData.from_prompts(prompts)
         if self._training_lock.locked():
             raise PreconditionError("a training run is already in progress; wait for it or cancel it")

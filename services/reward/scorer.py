@@ -19,7 +19,11 @@ class ScoreItem:
 
 
 class RewardScorer:
-    """A loaded reward model; `score` is what the dynamic batcher calls."""
+    """A loaded reward model; `score_members` is what the dynamic batcher calls.
+
+    An ensemble is one model with a head of several outputs on a shared
+    backbone (num_labels = members): one forward pass scores every member.
+    """
 
     def __init__(self, model, tokenizer, version: str, max_length: int, bucket_tokens: int = 512):
         self.model = model
@@ -36,17 +40,38 @@ class RewardScorer:
     def encode(self, item: ScoreItem) -> list[int]:
         return encode_pair(self.tokenizer, item.prompt, item.response, self.max_length)
 
-    @torch.inference_mode()
+    @property
+    def members(self) -> int:
+        return int(self.model.config.num_labels)
+
     def score(self, items: Sequence[ScoreItem]) -> list[float]:
+        """The reward of each item: the members' mean."""
+        return [member_mean(scores) for scores in self.score_members(items)]
+
+    @torch.inference_mode()
+    def score_members(self, items: Sequence[ScoreItem]) -> list[tuple[float, ...]]:
+        """Every member's score of each item (one value for a single model)."""
         encoded = [self.encode(i) for i in items]
-        scores = [0.0] * len(items)
+        scores: list[tuple[float, ...]] = [()] * len(items)
         for chunk in length_buckets([len(ids) for ids in encoded], self.bucket_tokens):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
             batch = batch.to(self.model.device)
-            logits = self.model(**batch).logits[:, 0].float().tolist()
-            for index, value in zip(chunk, logits, strict=True):
-                scores[index] = value
+            logits = self.model(**batch).logits.float().tolist()
+            for index, row in zip(chunk, logits, strict=True):
+                scores[index] = tuple(row)
         return scores
+
+
+def member_mean(scores: Sequence[float]) -> float:
+    return sum(scores) / len(scores)
+
+
+def member_spread(scores: Sequence[float]) -> float:
+    """Sample standard deviation of the members' scores (0 for one member)."""
+    if len(scores) < 2:
+        return 0.0
+    mean = member_mean(scores)
+    return (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5
 
 
 def length_buckets(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:

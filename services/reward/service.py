@@ -11,6 +11,7 @@ import math
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +19,20 @@ from pathlib import Path
 import torch
 
 from services.core.errors import InvalidRequestError, PreconditionError
-from services.core.rankings import Ranking, dataset_hash
+from services.core.rankings import Ranking, training_data_hash
 from services.models.loading import load_reward_model, resolve_model
 from services.models.registry import ModelRegistry, VersionInfo
 from services.reward.batching import BatchStats, DynamicBatcher
 from services.reward.metrics import RewardMetrics
 from services.reward.ranking import RankResult, rank_candidates
-from services.reward.scorer import RewardScorer, ScoreItem
+from services.reward.scorer import RewardScorer, ScoreItem, member_mean, member_spread
 from services.reward.train_config import RewardTrainConfig
 from services.reward.trainer import TrainOutcome, TrainProgress, prepare_split, train_reward_model
 
 log = logging.getLogger(__name__)
 
 VERSION_PREFIX = "reward"
+EVALUATION_SCORERS = 2  # versions other than the active one kept loaded for Score/Rank(version=...)
 
 
 @dataclass
@@ -48,12 +50,17 @@ class RewardServiceConfig:
     allow_pickle: bool = False
 
 
+def spreads_of(members: Sequence[tuple[float, ...]]) -> list[float]:
+    """Each item's spread over an ensemble's members; empty for a single model (nothing to spread)."""
+    return [member_spread(m) for m in members] if members and len(members[0]) > 1 else []
+
+
 class RewardService:
     def __init__(self, config: RewardServiceConfig, metrics: RewardMetrics | None = None):
         self.config = config
         self.metrics = metrics or RewardMetrics()
         self.registry = ModelRegistry(config.registry_dir, VERSION_PREFIX)
-        self.batcher: DynamicBatcher[tuple[RewardScorer, ScoreItem], float] = DynamicBatcher(
+        self.batcher: DynamicBatcher[tuple[RewardScorer, ScoreItem], tuple[float, ...]] = DynamicBatcher(
             self._run_batch,
             max_batch=config.max_batch,
             max_wait_s=config.max_wait_ms / 1000,
@@ -62,6 +69,7 @@ class RewardService:
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)
         self._scorer: RewardScorer | None = None
+        self._other_scorers: OrderedDict[str, RewardScorer] = OrderedDict()  # least recently used first
         self._training_lock = asyncio.Lock()
         self._swap_lock = asyncio.Lock()
 
@@ -84,7 +92,7 @@ class RewardService:
         source = resolve_model(self.config.base_model)
         torch.manual_seed(0)
         model, tokenizer = load_reward_model(
-            source, trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle
+            source, members=1, trust_remote_code=self.config.trust_remote_code, allow_pickle=self.config.allow_pickle
         )
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -115,16 +123,16 @@ class RewardService:
         return self._training_lock.locked()
 
     # -- scoring ---------------------------------------------------------------
-    def _run_batch(self, batch: Sequence[tuple[RewardScorer, ScoreItem]]) -> list[float]:
+    def _run_batch(self, batch: Sequence[tuple[RewardScorer, ScoreItem]]) -> list[tuple[float, ...]]:
         # Items carry the scorer that was active when their request arrived, so a
         # promotion mid-request never mixes versions; most batches have one scorer.
-        results = [0.0] * len(batch)
+        results: list[tuple[float, ...]] = [()] * len(batch)
         by_scorer: dict[int, list[int]] = {}
         for index, (scorer, _) in enumerate(batch):
             by_scorer.setdefault(id(scorer), []).append(index)
         for indices in by_scorer.values():
             scorer = batch[indices[0]][0]
-            for index, value in zip(indices, scorer.score([batch[i][1] for i in indices]), strict=True):
+            for index, value in zip(indices, scorer.score_members([batch[i][1] for i in indices]), strict=True):
                 results[index] = value
         self.metrics.items_scored.inc(len(batch))
         return results
@@ -154,19 +162,44 @@ class RewardService:
                     "(prompt + response)"
                 )
 
-    async def score(self, items: Sequence[ScoreItem], timeout_s: float | None = None) -> tuple[list[float], str]:
-        """Scores and the version that produced them; raises QueueFullError, DeadlineExpiredError."""
-        self.validate_items(items)
-        scorer = self.scorer
-        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
-        scores = await self.batcher.submit([(scorer, item) for item in items], deadline)
-        return scores, scorer.version
+    async def scorer_of(self, version: str = "") -> RewardScorer:
+        """The active scorer, or (for evaluation) another version's, loaded on first use and cached."""
+        active = self.scorer
+        if not version or version == active.version:
+            return active
+        scorer = self._other_scorers.pop(version, None)
+        if scorer is None:
+            self.registry.get(version)  # VersionNotFoundError (NOT_FOUND) before any loading
+            scorer = await asyncio.to_thread(self._load_scorer, version)
+        self._other_scorers[version] = scorer
+        while len(self._other_scorers) > EVALUATION_SCORERS:
+            self._other_scorers.popitem(last=False)
+        return scorer
 
-    async def rank(self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None) -> RankResult:
+    async def score(
+        self, items: Sequence[ScoreItem], timeout_s: float | None = None, version: str = ""
+    ) -> tuple[list[float], str]:
+        """Scores (an ensemble's mean) and the version that produced them; raises QueueFullError, DeadlineError."""
+        members, version = await self.score_members(items, timeout_s, version)
+        return [member_mean(m) for m in members], version
+
+    async def score_members(
+        self, items: Sequence[ScoreItem], timeout_s: float | None = None, version: str = ""
+    ) -> tuple[list[tuple[float, ...]], str]:
+        """Every member's score of each item, through the batcher, and the version that produced them."""
+        self.validate_items(items)
+        scorer = await self.scorer_of(version)
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        members = await self.batcher.submit([(scorer, item) for item in items], deadline)
+        return members, scorer.version
+
+    async def rank(
+        self, prompt: str, candidates: Sequence[str], timeout_s: float | None = None, version: str = ""
+    ) -> RankResult:
         if len(candidates) < 2:
             raise InvalidRequestError(f"rank needs at least 2 candidates, got {len(candidates)}")
-        scores, version = await self.score([ScoreItem(prompt, c) for c in candidates], timeout_s)
-        return rank_candidates(scores, version)
+        members, version = await self.score_members([ScoreItem(prompt, c) for c in candidates], timeout_s, version)
+        return rank_candidates([member_mean(m) for m in members], version, spreads_of(members))
 
     # -- versions --------------------------------------------------------------
     async def promote(self, version: str) -> tuple[str, str]:
@@ -208,16 +241,21 @@ class RewardService:
         on_progress: Callable[[TrainProgress], None],
         on_evaluation: Callable[[TrainOutcome], None],
         stop: threading.Event,
+        heldout_rankings: Sequence[Ranking] = (),
     ) -> VersionInfo:
-        """Train, evaluate and register a new version (promoted if asked); one run at a time."""
+        """Train, evaluate and register a new version (promoted if asked); one run at a time.
+
+        `heldout_rankings`, when given, are the comparisons to evaluate on
+        instead of a split of `rankings` (see TrainRequest in reward.proto).
+        """
         config.validate()
-        for ranking in rankings:
+        for ranking in [*rankings, *heldout_rankings]:
             ranking.validate()
         if self._training_lock.locked():
             raise PreconditionError("a training run is already in progress; wait for it or cancel it")
         async with self._training_lock:
             init = self.registry.get(config.init_version or self.base_version)
-            split = prepare_split(rankings, config)
+            split = prepare_split(rankings, config, heldout_rankings)
             self.metrics.training.set(1)
             loop = asyncio.get_running_loop()
 
@@ -262,8 +300,9 @@ class RewardService:
                         "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
                         "parent": init.id,
                         "base_model": str(self.config.base_model),
-                        "data_hash": dataset_hash(rankings),
+                        "data_hash": training_data_hash(rankings, heldout_rankings),
                         "rankings": len(rankings),
+                        "heldout_rankings": len(heldout_rankings),
                         "config": config.as_dict(),
                         "metrics": {
                             "heldout_accuracy": outcome.heldout_accuracy,

@@ -7,8 +7,8 @@ import threading
 
 from services.core.errors import ServiceError
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
-from services.reward.scorer import ScoreItem
-from services.reward.service import RewardService
+from services.reward.scorer import ScoreItem, member_mean
+from services.reward.service import RewardService, spreads_of
 from services.reward.train_config import RewardTrainConfig
 from services.rpc.proto_convert import config_from_proto, ranking_from_proto
 from services.rpc.server_runtime import relay_events
@@ -24,14 +24,18 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
     async def Score(self, request, context):
         try:
             items = [ScoreItem(i.prompt, i.response) for i in request.items]
-            scores, version = await self.service.score(items, context.time_remaining())
+            members, version = await self.service.score_members(items, context.time_remaining(), request.version)
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))
-        return reward_pb2.ScoreResponse(scores=scores, model_version=version)
+        return reward_pb2.ScoreResponse(
+            scores=[member_mean(m) for m in members], model_version=version, spreads=spreads_of(members)
+        )
 
     async def Rank(self, request, context):
         try:
-            result = await self.service.rank(request.prompt, list(request.candidates), context.time_remaining())
+            result = await self.service.rank(
+                request.prompt, list(request.candidates), context.time_remaining(), request.version
+            )
         except ServiceError as error:
             await context.abort(error.grpc_code, str(error))
         return reward_pb2.RankResponse(
@@ -39,6 +43,7 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
             order=result.order,
             pairwise_probabilities=[p for row in result.probabilities for p in row],
             model_version=result.version,
+            spreads=result.spreads,
         )
 
     async def Train(self, request, context):
@@ -46,6 +51,7 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
         stop = threading.Event()
         rankings = [ranking_from_proto(r) for r in request.rankings]
         config = config_from_proto(request.config, RewardTrainConfig())
+        heldout = [ranking_from_proto(r) for r in request.heldout_rankings]
 
         def progress(p) -> None:
             events.put_nowait(
@@ -75,7 +81,9 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
 
         # A cancelled call sets `stop`; training ends cleanly at the next step and writes nothing.
         task = asyncio.create_task(
-            self.service.train(rankings, config, on_progress=progress, on_evaluation=evaluation, stop=stop)
+            self.service.train(
+                rankings, config, on_progress=progress, on_evaluation=evaluation, stop=stop, heldout_rankings=heldout
+            )
         )
         try:
             async for event in relay_events(task, events):
@@ -101,4 +109,5 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
             max_text_chars=c.max_text_chars,
             max_length_tokens=self.service.scorer.max_length,
             training=self.service.training,
+            ensemble_size=self.service.scorer.members,
         )

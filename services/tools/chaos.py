@@ -48,6 +48,7 @@ class Stack(LocalStack):
     def __init__(self, root: Path, model: Path, iterations: int, seed: int):
         super().__init__(root, progress=_say)
         self.model = model
+        self.iterations = iterations
         self.store_url = f"sqlite:///{root / 'preferences.db'}"
         self.state_url = f"sqlite:///{root / 'loop-state.db'}"
         self.config = root / "loop.toml"
@@ -64,7 +65,8 @@ class Stack(LocalStack):
             "reward_train": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16},
             "policy_train": {"max_steps": 6, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4,
                              "learning_rate": 1e-2},
-            "gates": {"min_rm_accuracy": 0.0, "min_win_rate": 0.0},
+            "gates": {"min_rm_accuracy": 0.0, "min_rm_agreement_share": 0.0, "max_rm_accuracy_drop": 1.0,
+                      "min_win_rate": 0.0},
         }  # fmt: skip
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         for name, table in tables.items():
@@ -111,8 +113,10 @@ class Stack(LocalStack):
         super().close()
 
     def done(self) -> bool:
+        # Every configured iteration, not just every recorded one: an iteration has no record until its
+        # first stage ends, so between iterations all recorded ones are done while the loop still runs.
         history = LoopState(self.state_url).history()
-        return bool(history) and all(r["stage"] == "done" for r in history)
+        return [r["iteration"] for r in history if r["stage"] == "done"] == list(range(1, self.iterations + 1))
 
 
 def _registry(stack: Stack, role: str) -> ModelRegistry:

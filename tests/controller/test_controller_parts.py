@@ -12,16 +12,29 @@ from services.reward.ranking import rank_candidates
 
 
 def test_gates_pass_with_no_reasons():
-    assert reward_gate(0.75, 0.74, Gates()) == [] and reward_gate(0.75, None, Gates()) == []
+    assert reward_gate(0.75, 0.74, 0.8, Gates()) == [] and reward_gate(0.75, 0.5, None, Gates()) == []
     assert policy_gate(0.7, 1.0, Gates()) == []
 
 
+def test_the_fair_gate_promotes_a_model_better_on_the_shared_split_below_last_rounds_number():
+    # Last round's model scored 0.80 on last round's (easier) pairs; on this round's pairs the active
+    # model scores 0.55, the new one 0.62, and the annotators agree on 0.66 of them.
+    assert reward_gate(0.62, 0.55, 0.66, Gates()) == []
+    # Judged against last round's number (the old rule: not more than 0.02 below 0.80) it would have been refused.
+    assert reward_gate(0.62, 0.80, None, Gates(min_rm_accuracy=0.0)) != []
+
+
 @pytest.mark.parametrize(
-    "accuracy, previous, reason",
-    [(0.55, None, "accuracy 0.550 < 0.6"), (0.70, 0.80, "fell more than 0.02"), (math.nan, None, "accuracy nan")],
+    "accuracy, active, agreement, reason",
+    [
+        (0.55, 0.50, None, "accuracy 0.550 < 0.6 (annotator agreement unknown)"),
+        (0.70, 0.80, 0.70, "more than 0.02 below the active model's 0.800"),
+        (0.60, 0.55, 0.75, "< 0.9 x the annotators' agreement 0.750"),
+        (math.nan, 0.5, 0.7, "no held-out comparisons"),
+    ],
 )
-def test_a_failing_reward_model_gate_says_why(accuracy, previous, reason):
-    assert any(reason in r for r in reward_gate(accuracy, previous, Gates()))
+def test_a_failing_reward_model_gate_says_why(accuracy, active, agreement, reason):
+    assert any(reason in r for r in reward_gate(accuracy, active, agreement, Gates()))
 
 
 @pytest.mark.parametrize(
@@ -29,6 +42,10 @@ def test_a_failing_reward_model_gate_says_why(accuracy, previous, reason):
 )
 def test_a_failing_policy_gate_says_why(win_rate, kl, reason):
     assert any(reason in r for r in policy_gate(win_rate, kl, Gates()))
+
+
+def test_a_policy_judged_by_people_is_refused_in_their_name():
+    assert policy_gate(0.4, 1.0, Gates(), judge="people") == ["policy win-rate by people 0.400 < 0.55"]
 
 
 def test_uncertainty_is_high_when_the_reward_model_cannot_tell_candidates_apart():
@@ -57,3 +74,68 @@ def test_online_policy_training_stops_inside_the_kl_budget_unless_told_otherwise
     assert "target_kl" not in policy_train_settings(LoopConfig(policy_train={"beta": 0.0}))
     assert "target_kl" not in policy_train_settings(LoopConfig(policy_method="dpo"))
     assert "target_kl" not in policy_train_settings(LoopConfig(gates=Gates(max_kl=math.inf)))
+
+
+class FakePolicy:
+    """Writes "<version> answer <i> to <prompt>"; records each call's version and count."""
+
+    def __init__(self):
+        self.calls = []
+
+    def generate_texts(self, prompts, n, *, version="", **sampling):
+        self.calls.append((version, n))
+        return [[f"{version} answer {i} to {p}" for i in range(n)] for p in prompts], version
+
+
+def test_mixed_candidates_split_the_writing_between_versions_and_record_who_wrote_each():
+    from services.controller.candidates import mixed_candidates, provenance
+
+    policy = FakePolicy()
+    candidates, origins = mixed_candidates(policy, ["p", "q"], 4, ["policy-0003", "policy-0002"], random.Random(0))
+    assert sorted(policy.calls) == [("policy-0002", 2), ("policy-0003", 2)]
+    for texts, who in zip(candidates, origins, strict=True):
+        assert sorted(who) == ["policy-0002", "policy-0002", "policy-0003", "policy-0003"]
+        assert all(text.startswith(version) for text, version in zip(texts, who, strict=True))
+    assert len({tuple(who) for who in origins}) == 2  # shuffled per prompt: an origin is not a position
+    assert provenance(origins[0])["policy_version"] in ("policy-0003+policy-0002", "policy-0002+policy-0003")
+    odd, _ = mixed_candidates(FakePolicy(), ["p"], 3, ["a", "b"], random.Random(0))
+    assert len(odd[0]) == 3
+    alone, who = mixed_candidates(FakePolicy(), ["p"], 3, ["a"], random.Random(0))
+    assert len(alone[0]) == 3 and set(who[0]) == {"a"}
+
+
+def test_the_held_out_split_takes_a_share_of_this_rounds_comparable_prompts():
+    from services.controller.reward_evaluation import heldout_split
+    from services.core.rankings import Ranking
+
+    strict = [Ranking(f"p{i}", ("a", "b"), ((0,), (1,))) for i in range(8)]
+    tie = Ranking("tie", ("a", "b"), ((0, 1),))
+    earlier = Ranking("old", ("a", "b"), ((0,), (1,)))
+    rankings = [*strict, tie, earlier]
+    this_round = [f"p{i}" for i in range(8)] + ["tie"]
+    held = heldout_split(this_round, rankings, 0.25, seed=1)
+    assert len(held) == 2 and held <= set(this_round) - {"tie"}  # never a prompt without a strict pair
+    assert heldout_split(this_round, rankings, 0.25, seed=1) == held  # seeded
+    assert heldout_split(["p0"], rankings, 0.25, seed=1) == set()  # one prompt cannot be split
+    assert len(heldout_split(["p0", "p1"], rankings, 0.9, seed=1)) == 1  # never all of them
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"candidate_policies": "everyone"}, "candidate_policies"),
+        ({"rm_heldout_share": 1.0}, "rm_heldout_share"),
+        ({"reward_train": {"loss": "hinge"}}, "loss"),
+        ({"reward_train": {"init_version": "reward-0001"}}, "init_version"),
+        ({"reward_train": {"epochs": 0}}, "epochs"),
+        ({"reward_train": {"ensemble_size": 0}}, "ensemble_size"),
+        ({"policy_train": {"conservative_lambda": -0.5}}, "conservative_lambda"),
+        ({"policy_method": "dpo", "policy_train": {"conservative_lambda": 1.0}}, "conservative_lambda"),
+        ({"policy_train": {"bogus_steps": 3}}, "bogus_steps"),
+        ({"policy_judge": "oracle"}, "policy_judge"),
+        ({"selection": "vibes"}, "selection"),
+    ],
+)
+def test_bad_loop_settings_are_refused_before_anything_starts(override, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        LoopConfig(simulate=True, **override).validate()

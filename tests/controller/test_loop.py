@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 TOKEN = "loop-test-token-4e1b9c"
 WITH_TOKEN = {"RLHF_LOOP_AUTH_TOKEN": TOKEN}
 OUTPUTS: list[str] = []  # what every `loop` command printed, for the secrets check at the end
+# A reward gate every trained model passes: these tests are about the loop's mechanics, not the tiny model's skill.
+OPEN_RM_GATE = {"min_rm_accuracy": 0.0, "min_rm_agreement_share": 0.0, "max_rm_accuracy_drop": 1.0}
 
 
 def start_reward(tiny_model_dir, root, port=None) -> ServiceProcess:
@@ -89,7 +91,7 @@ def loop(*args):
 def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-e2e", gates={"min_rm_accuracy": 0.0, "min_win_rate": 0.0})
+    write_config(config, labelstudio, reward, policy, "loop-e2e", gates={**OPEN_RM_GATE, "min_win_rate": 0.0})
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads(result.stdout)
@@ -136,7 +138,7 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
 def test_an_impossible_gate_rolls_back(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    gates = {"min_rm_accuracy": 0.0, "min_win_rate": 1.01}
+    gates = {**OPEN_RM_GATE, "min_win_rate": 1.01}
     write_config(config, labelstudio, reward, policy, "loop-gate", iterations=1, gates=gates, seed=5)
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -150,7 +152,7 @@ def test_no_policy_is_trained_before_a_reward_model_passes_its_gate(labelstudio,
     try:
         config = tmp_path / "loop.toml"
         write_config(config, labelstudio, fresh_reward, policy, "loop-no-rm", iterations=1,
-                     gates={"min_rm_accuracy": 1.01}, seed=7)  # fmt: skip
+                     gates={"max_rm_accuracy_drop": -1.01}, seed=7)  # fmt: skip
         with PolicyClient(policy.target, token=TOKEN) as client:
             versions_before = len(client.list_versions().versions)
         result = loop("run", "--config", str(config))
@@ -203,7 +205,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"
     write_config(
-        config, labelstudio, reward, policy, "loop-kill", iterations=1, gates={"min_rm_accuracy": 0.0}, seed=11,
+        config, labelstudio, reward, policy, "loop-kill", iterations=1, gates=OPEN_RM_GATE, seed=11,
         reward_train={"epochs": 100, "learning_rate": 1e-3, "batch_size": 2},
         policy_train={"max_steps": 40, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4},
     )  # fmt: skip
@@ -248,9 +250,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
 def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, running, tiny_model_dir, tmp_path):
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"
-    write_config(
-        config, labelstudio, reward, policy, "loop-outage", iterations=1, gates={"min_rm_accuracy": 0.0}, seed=13
-    )
+    write_config(config, labelstudio, reward, policy, "loop-outage", iterations=1, gates=OPEN_RM_GATE, seed=13)
     state_url = f"sqlite:///{tmp_path / 'loop-outage-state.db'}"
     controller = start_loop(config)
     wait_for_stage(state_url, "collect", controller)
@@ -266,7 +266,7 @@ def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, runnin
 def test_start_training_from_the_backend_triggers_an_iteration(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-watch", gates={"min_rm_accuracy": 0.0}, seed=17)
+    write_config(config, labelstudio, reward, policy, "loop-watch", gates=OPEN_RM_GATE, seed=17)
     store = PreferenceStore(f"sqlite:///{tmp_path / 'loop-watch-prefs.db'}")
     state = LoopState(f"sqlite:///{tmp_path / 'loop-watch-state.db'}")
     watcher = subprocess.Popen(
@@ -300,3 +300,45 @@ def test_no_token_or_password_in_any_log_or_metric(labelstudio, running):
     assert len(texts) >= 4 and any("iteration 1" in t for t in OUTPUTS)
     for secret in secrets:
         assert not any(secret in text for text in texts), "a secret leaked"
+
+
+def test_people_judge_the_policy_in_tasks_of_their_own_and_a_kill_while_waiting_duplicates_none(
+    labelstudio, services, tmp_path
+):
+    reward, policy = services
+    config = tmp_path / "loop.toml"
+    write_config(config, labelstudio, reward, policy, "loop-people", iterations=1, policy_judge="people",
+                 gates={**OPEN_RM_GATE, "min_win_rate": 0.0}, seed=19)  # fmt: skip
+    state_url = f"sqlite:///{tmp_path / 'loop-people-state.db'}"
+    admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
+
+    def evaluation_tasks() -> list:
+        project = next((p for p in admin.projects.list() if p.title == "loop-people · policy evaluation"), None)
+        return list(admin.tasks.list(project=project.id, fields="all")) if project else []
+
+    controller = start_loop(config)
+    wait_for_stage(state_url, "judge", controller)
+    deadline = time.monotonic() + 300
+    while not evaluation_tasks():  # imported; the simulated people are answering
+        assert time.monotonic() < deadline and controller.poll() is None
+        time.sleep(0.2)
+    controller.kill()
+    controller.wait()
+
+    result = loop("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = json.loads(result.stdout)
+    tasks = evaluation_tasks()
+    assert len(tasks) == 4  # one per held-out prompt, none twice after the kill
+    assert all(sum(not a["was_cancelled"] for a in t.annotations) == 2 for t in tasks)
+    assert record["human_eval_tasks"] == 4 and record["human_votes"] == 8
+    assert 0 <= record["human_win_rate"] <= 1 and set(record["judges_agreement"]) == {
+        "proxy_people", "proxy_gold", "people_gold"}  # fmt: skip
+    assert record["decision"] == "promote"
+    # Evaluation prompts are held out of annotation, and their project is never synced into the store:
+    # none of them reaches reward-model training.
+    store = PreferenceStore(f"sqlite:///{tmp_path / 'loop-people-prefs.db'}")
+    heldout = {t.data["prompt"] for t in tasks}
+    assert store.rankings() and not heldout & {r.prompt for r in store.rankings()}
+    project_ids = {p.project_id for p in store.all()}
+    assert record["evaluation_project_id"] not in project_ids

@@ -105,6 +105,31 @@ def test_empty_completions_score_as_the_worst_of_their_batch():
     assert scores == [4.0, 2.0, 2.0]
 
 
+class SpreadClient:
+    """Stands in for the reward service: the mean and spread of an ensemble, or of a single model (no spread)."""
+
+    target = "unused:0"
+
+    def __init__(self, spreads):
+        self.spreads = spreads
+
+    async def score_with_spread(self, items):
+        return [float(len(r)) for _, r in items], self.spreads[: len(items)], "reward-0002"
+
+
+def test_a_conservative_reward_subtracts_lambda_times_the_ensembles_spread():
+    reward = RemoteReward("unused:0", conservative_lambda=2.0)
+    reward.client = SpreadClient([0.5, 0.25])
+    assert asyncio.run(reward.score(["p", "q"], ["four", "xy"])) == [4.0 - 2 * 0.5, 2.0 - 2 * 0.25]
+    plain = RemoteReward("unused:0")
+    plain.client = SpreadClient([0.5, 0.25])
+    assert asyncio.run(plain.score(["p", "q"], ["four", "xy"])) == [4.0, 2.0]  # lambda 0: the mean
+    single = RemoteReward("unused:0", conservative_lambda=1.0)
+    single.client = SpreadClient([])
+    with pytest.raises(PreconditionError, match="needs an ensemble reward model"):
+        asyncio.run(single.score(["p"], ["four"]))
+
+
 def test_generation_stops_once_the_deadline_passes():
     import time
 

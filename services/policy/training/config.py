@@ -29,6 +29,7 @@ class PolicyTrainConfig:
     init_version: str = ""  # empty: start from the base model
     promote: bool = False
     epochs: int = 1  # dpo: passes over the pairs, capped by max_steps
+    conservative_lambda: float = 0.0  # grpo/rloo: reward = ensemble mean - lambda * spread; 0: the mean
 
     def validate(self) -> None:
         """Raise InvalidRequestError naming the first field out of range."""
@@ -50,11 +51,14 @@ class PolicyTrainConfig:
                 "save_steps": 1 <= self.save_steps <= 100_000,
                 "epochs": 1 <= self.epochs <= 100,
                 "target_kl": self.target_kl >= 0,
+                "conservative_lambda": 0 <= self.conservative_lambda <= 100,
             },
         )
         if self.target_kl and (self.method == "dpo" or self.beta == 0):
             # DPO logs no KL, and with beta 0 the trainers compute none: the budget could never be checked.
             raise InvalidRequestError("target_kl needs grpo or rloo with beta > 0")
+        if self.conservative_lambda and self.method == "dpo":
+            raise InvalidRequestError("conservative_lambda needs grpo or rloo: DPO trains on pairs, not on rewards")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -35,8 +35,9 @@ def run(spec: TrainSpec) -> dict:
         from services.policy.training.online import train_online
 
         reward = RemoteReward(
-            spec.reward_target, token=os.environ.get(REWARD_TOKEN_ENV) or None, tls_ca=spec.reward_tls_ca
-        )
+            spec.reward_target, token=os.environ.get(REWARD_TOKEN_ENV) or None, tls_ca=spec.reward_tls_ca,
+            conservative_lambda=config.conservative_lambda,
+        )  # fmt: skip
         trainer = train_online(spec.base_model, spec.init_adapter, spec.prompts, config, reward, spec.run_dir, is_main)
         reward_versions = sorted(reward.versions)
     else:

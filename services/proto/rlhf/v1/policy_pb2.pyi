@@ -60,7 +60,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[PromptCompletions, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class PolicyTrainConfig(_message.Message):
-    __slots__ = ("method", "max_steps", "learning_rate", "prompts_per_step", "num_generations", "max_new_tokens", "temperature", "beta", "use_lora", "lora_r", "lora_alpha", "seed", "save_steps", "init_version", "promote", "epochs", "target_kl")
+    __slots__ = ("method", "max_steps", "learning_rate", "prompts_per_step", "num_generations", "max_new_tokens", "temperature", "beta", "use_lora", "lora_r", "lora_alpha", "seed", "save_steps", "init_version", "promote", "epochs", "target_kl", "conservative_lambda")
     METHOD_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class PolicyTrainConfig(_message.Message):
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TARGET_KL_FIELD_NUMBER: _ClassVar[int]
+    CONSERVATIVE_LAMBDA_FIELD_NUMBER: _ClassVar[int]
     method: str
     max_steps: int
     learning_rate: float
@@ -95,7 +96,8 @@ class PolicyTrainConfig(_message.Message):
     promote: bool
     epochs: int
     target_kl: float
-    def __init__(self, method: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., prompts_per_step: _Optional[int] = ..., num_generations: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., beta: _Optional[float] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., seed: _Optional[int] = ..., save_steps: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ..., epochs: _Optional[int] = ..., target_kl: _Optional[float] = ...) -> None: ...
+    conservative_lambda: float
+    def __init__(self, method: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., prompts_per_step: _Optional[int] = ..., num_generations: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., beta: _Optional[float] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., seed: _Optional[int] = ..., save_steps: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ..., epochs: _Optional[int] = ..., target_kl: _Optional[float] = ..., conservative_lambda: _Optional[float] = ...) -> None: ...
 
 class PolicyTrainRequest(_message.Message):
     __slots__ = ("prompts", "rankings", "config")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from services.proto.rlhf.v1 import common_pb2 as rlhf_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14rlhf/v1/reward.proto\x12\x07rlhf.v1\x1a\x14rlhf/v1/common.proto\"-\n\tScoreItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\t\"1\n\x0cScoreRequest\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.rlhf.v1.ScoreItem\"6\n\rScoreResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"1\n\x0bRankRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\"d\n\x0cRankResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x02\x12\r\n\x05order\x18\x02 \x03(\r\x12\x1e\n\x16pairwise_probabilities\x18\x03 \x03(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"\xe7\x03\n\x0bTrainConfig\x12\x13\n\x06\x65pochs\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nbatch_size\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10heldout_fraction\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x15\n\x08use_lora\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x13\n\x06lora_r\x18\x07 \x01(\rH\x06\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x1c\n\x0fmargin_per_rank\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x17\n\nmax_length\x18\n \x01(\rH\t\x88\x01\x01\x12\x19\n\x0cinit_version\x18\x0b \x01(\tH\n\x88\x01\x01\x12\x14\n\x07promote\x18\x0c \x01(\x08H\x0b\x88\x01\x01\x42\t\n\x07_epochsB\x10\n\x0e_learning_rateB\r\n\x0b_batch_sizeB\x13\n\x11_heldout_fractionB\x07\n\x05_seedB\x0b\n\t_use_loraB\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x12\n\x10_margin_per_rankB\r\n\x0b_max_lengthB\x0f\n\r_init_versionB\n\n\x08_promote\"X\n\x0cTrainRequest\x12\"\n\x08rankings\x18\x01 \x03(\x0b\x32\x10.rlhf.v1.Ranking\x12$\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x14.rlhf.v1.TrainConfig\"a\n\rTrainProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\"\x87\x01\n\x0fTrainEvaluation\x12\x18\n\x10heldout_accuracy\x18\x01 \x01(\x01\x12\x15\n\rheldout_pairs\x18\x02 \x01(\r\x12\x17\n\x0fheldout_prompts\x18\x03 \x01(\r\x12\x13\n\x0btrain_pairs\x18\x04 \x01(\r\x12\x15\n\rtrain_prompts\x18\x05 \x01(\r\"\x9b\x01\n\nTrainEvent\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.rlhf.v1.TrainProgressH\x00\x12.\n\nevaluation\x18\x02 \x01(\x0b\x32\x18.rlhf.v1.TrainEvaluationH\x00\x12(\n\x07version\x18\x03 \x01(\x0b\x32\x15.rlhf.v1.ModelVersionH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\xed\x01\n\nRewardInfo\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x11\n\tmax_batch\x18\x04 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x05 \x01(\x01\x12\x11\n\tmax_queue\x18\x06 \x01(\r\x12\x1d\n\x15max_items_per_request\x18\x07 \x01(\r\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\r\x12\x19\n\x11max_length_tokens\x18\t \x01(\r\x12\x10\n\x08training\x18\n \x01(\x08\x32\xbf\x03\n\rRewardService\x12\x36\n\x05Score\x12\x15.rlhf.v1.ScoreRequest\x1a\x16.rlhf.v1.ScoreResponse\x12\x33\n\x04Rank\x12\x14.rlhf.v1.RankRequest\x1a\x15.rlhf.v1.RankResponse\x12\x35\n\x05Train\x12\x15.rlhf.v1.TrainRequest\x1a\x13.rlhf.v1.TrainEvent0\x01\x12K\n\x0cListVersions\x12\x1c.rlhf.v1.ListVersionsRequest\x1a\x1d.rlhf.v1.ListVersionsResponse\x12@\n\x07Promote\x12\x17.rlhf.v1.PromoteRequest\x1a\x1c.rlhf.v1.ActiveVersionChange\x12\x42\n\x08Rollback\x12\x18.rlhf.v1.RollbackRequest\x1a\x1c.rlhf.v1.ActiveVersionChange\x12\x37\n\x07GetInfo\x12\x17.rlhf.v1.GetInfoRequest\x1a\x13.rlhf.v1.RewardInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14rlhf/v1/reward.proto\x12\x07rlhf.v1\x1a\x14rlhf/v1/common.proto\"-\n\tScoreItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\t\"B\n\x0cScoreRequest\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.rlhf.v1.ScoreItem\x12\x0f\n\x07version\x18\x02 \x01(\t\"G\n\rScoreResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x02\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x07spreads\x18\x03 \x03(\x02\"B\n\x0bRankRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x12\n\ncandidates\x18\x02 \x03(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"u\n\x0cRankResponse\x12\x0e\n\x06scores\x18\x01 \x03(\x02\x12\r\n\x05order\x18\x02 \x03(\r\x12\x1e\n\x16pairwise_probabilities\x18\x03 \x03(\x02\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0f\n\x07spreads\x18\x05 \x03(\x02\"\xb1\x04\n\x0bTrainConfig\x12\x13\n\x06\x65pochs\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nbatch_size\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10heldout_fraction\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x04\x88\x01\x01\x12\x15\n\x08use_lora\x18\x06 \x01(\x08H\x05\x88\x01\x01\x12\x13\n\x06lora_r\x18\x07 \x01(\rH\x06\x88\x01\x01\x12\x17\n\nlora_alpha\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12\x1c\n\x0fmargin_per_rank\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x17\n\nmax_length\x18\n \x01(\rH\t\x88\x01\x01\x12\x19\n\x0cinit_version\x18\x0b \x01(\tH\n\x88\x01\x01\x12\x14\n\x07promote\x18\x0c \x01(\x08H\x0b\x88\x01\x01\x12\x11\n\x04loss\x18\r \x01(\tH\x0c\x88\x01\x01\x12\x1a\n\rensemble_size\x18\x0e \x01(\rH\r\x88\x01\x01\x42\t\n\x07_epochsB\x10\n\x0e_learning_rateB\r\n\x0b_batch_sizeB\x13\n\x11_heldout_fractionB\x07\n\x05_seedB\x0b\n\t_use_loraB\t\n\x07_lora_rB\r\n\x0b_lora_alphaB\x12\n\x10_margin_per_rankB\r\n\x0b_max_lengthB\x0f\n\r_init_versionB\n\n\x08_promoteB\x07\n\x05_lossB\x10\n\x0e_ensemble_size\"\x84\x01\n\x0cTrainRequest\x12\"\n\x08rankings\x18\x01 \x03(\x0b\x32\x10.rlhf.v1.Ranking\x12$\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x14.rlhf.v1.TrainConfig\x12*\n\x10heldout_rankings\x18\x03 \x03(\x0b\x32\x10.rlhf.v1.Ranking\"a\n\rTrainProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x05 \x01(\x01\"\x87\x01\n\x0fTrainEvaluation\x12\x18\n\x10heldout_accuracy\x18\x01 \x01(\x01\x12\x15\n\rheldout_pairs\x18\x02 \x01(\r\x12\x17\n\x0fheldout_prompts\x18\x03 \x01(\r\x12\x13\n\x0btrain_pairs\x18\x04 \x01(\r\x12\x15\n\rtrain_prompts\x18\x05 \x01(\r\"\x9b\x01\n\nTrainEvent\x12*\n\x08progress\x18\x01 \x01(\x0b\x32\x16.rlhf.v1.TrainProgressH\x00\x12.\n\nevaluation\x18\x02 \x01(\x0b\x32\x18.rlhf.v1.TrainEvaluationH\x00\x12(\n\x07version\x18\x03 \x01(\x0b\x32\x15.rlhf.v1.ModelVersionH\x00\x42\x07\n\x05\x65vent\"\x10\n\x0eGetInfoRequest\"\x84\x02\n\nRewardInfo\x12\x16\n\x0e\x61\x63tive_version\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\x11\n\tmax_batch\x18\x04 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x05 \x01(\x01\x12\x11\n\tmax_queue\x18\x06 \x01(\r\x12\x1d\n\x15max_items_per_request\x18\x07 \x01(\r\x12\x16\n\x0emax_text_chars\x18\x08 \x01(\r\x12\x19\n\x11max_length_tokens\x18\t \x01(\r\x12\x10\n\x08training\x18\n \x01(\x08\x12\x15\n\rensemble_size\x18\x0b \x01(\r2\xbf\x03\n\rRewardService\x12\x36\n\x05Score\x12\x15.rlhf.v1.ScoreRequest\x1a\x16.rlhf.v1.ScoreResponse\x12\x33\n\x04Rank\x12\x14.rlhf.v1.RankRequest\x1a\x15.rlhf.v1.RankResponse\x12\x35\n\x05Train\x12\x15.rlhf.v1.TrainRequest\x1a\x13.rlhf.v1.TrainEvent0\x01\x12K\n\x0cListVersions\x12\x1c.rlhf.v1.ListVersionsRequest\x1a\x1d.rlhf.v1.ListVersionsResponse\x12@\n\x07Promote\x12\x17.rlhf.v1.PromoteRequest\x1a\x1c.rlhf.v1.ActiveVersionChange\x12\x42\n\x08Rollback\x12\x18.rlhf.v1.RollbackRequest\x1a\x1c.rlhf.v1.ActiveVersionChange\x12\x37\n\x07GetInfo\x12\x17.rlhf.v1.GetInfoRequest\x1a\x13.rlhf.v1.RewardInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,27 +35,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREITEM']._serialized_start=55
   _globals['_SCOREITEM']._serialized_end=100
   _globals['_SCOREREQUEST']._serialized_start=102
-  _globals['_SCOREREQUEST']._serialized_end=151
-  _globals['_SCORERESPONSE']._serialized_start=153
-  _globals['_SCORERESPONSE']._serialized_end=207
-  _globals['_RANKREQUEST']._serialized_start=209
-  _globals['_RANKREQUEST']._serialized_end=258
-  _globals['_RANKRESPONSE']._serialized_start=260
-  _globals['_RANKRESPONSE']._serialized_end=360
-  _globals['_TRAINCONFIG']._serialized_start=363
-  _globals['_TRAINCONFIG']._serialized_end=850
-  _globals['_TRAINREQUEST']._serialized_start=852
-  _globals['_TRAINREQUEST']._serialized_end=940
-  _globals['_TRAINPROGRESS']._serialized_start=942
-  _globals['_TRAINPROGRESS']._serialized_end=1039
-  _globals['_TRAINEVALUATION']._serialized_start=1042
-  _globals['_TRAINEVALUATION']._serialized_end=1177
-  _globals['_TRAINEVENT']._serialized_start=1180
-  _globals['_TRAINEVENT']._serialized_end=1335
-  _globals['_GETINFOREQUEST']._serialized_start=1337
-  _globals['_GETINFOREQUEST']._serialized_end=1353
-  _globals['_REWARDINFO']._serialized_start=1356
-  _globals['_REWARDINFO']._serialized_end=1593
-  _globals['_REWARDSERVICE']._serialized_start=1596
-  _globals['_REWARDSERVICE']._serialized_end=2043
+  _globals['_SCOREREQUEST']._serialized_end=168
+  _globals['_SCORERESPONSE']._serialized_start=170
+  _globals['_SCORERESPONSE']._serialized_end=241
+  _globals['_RANKREQUEST']._serialized_start=243
+  _globals['_RANKREQUEST']._serialized_end=309
+  _globals['_RANKRESPONSE']._serialized_start=311
+  _globals['_RANKRESPONSE']._serialized_end=428
+  _globals['_TRAINCONFIG']._serialized_start=431
+  _globals['_TRAINCONFIG']._serialized_end=992
+  _globals['_TRAINREQUEST']._serialized_start=995
+  _globals['_TRAINREQUEST']._serialized_end=1127
+  _globals['_TRAINPROGRESS']._serialized_start=1129
+  _globals['_TRAINPROGRESS']._serialized_end=1226
+  _globals['_TRAINEVALUATION']._serialized_start=1229
+  _globals['_TRAINEVALUATION']._serialized_end=1364
+  _globals['_TRAINEVENT']._serialized_start=1367
+  _globals['_TRAINEVENT']._serialized_end=1522
+  _globals['_GETINFOREQUEST']._serialized_start=1524
+  _globals['_GETINFOREQUEST']._serialized_end=1540
+  _globals['_REWARDINFO']._serialized_start=1543
+  _globals['_REWARDINFO']._serialized_end=1803
+  _globals['_REWARDSERVICE']._serialized_start=1806
+  _globals['_REWARDSERVICE']._serialized_end=2253
 # @@protoc_insertion_point(module_scope)

@@ -16,41 +16,49 @@ class ScoreItem(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., response: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "version")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoreItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ...) -> None: ...
+    version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores", "model_version")
+    __slots__ = ("scores", "model_version", "spreads")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPREADS_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     model_version: str
-    def __init__(self, scores: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    spreads: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ..., spreads: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RankRequest(_message.Message):
-    __slots__ = ("prompt", "candidates")
+    __slots__ = ("prompt", "candidates", "version")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, prompt: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+    version: str
+    def __init__(self, prompt: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("scores", "order", "pairwise_probabilities", "model_version")
+    __slots__ = ("scores", "order", "pairwise_probabilities", "model_version", "spreads")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     PAIRWISE_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPREADS_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedScalarFieldContainer[float]
     order: _containers.RepeatedScalarFieldContainer[int]
     pairwise_probabilities: _containers.RepeatedScalarFieldContainer[float]
     model_version: str
-    def __init__(self, scores: _Optional[_Iterable[float]] = ..., order: _Optional[_Iterable[int]] = ..., pairwise_probabilities: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    spreads: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, scores: _Optional[_Iterable[float]] = ..., order: _Optional[_Iterable[int]] = ..., pairwise_probabilities: _Optional[_Iterable[float]] = ..., model_version: _Optional[str] = ..., spreads: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class TrainConfig(_message.Message):
-    __slots__ = ("epochs", "learning_rate", "batch_size", "heldout_fraction", "seed", "use_lora", "lora_r", "lora_alpha", "margin_per_rank", "max_length", "init_version", "promote")
+    __slots__ = ("epochs", "learning_rate", "batch_size", "heldout_fraction", "seed", "use_lora", "lora_r", "lora_alpha", "margin_per_rank", "max_length", "init_version", "promote", "loss", "ensemble_size")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +71,8 @@ class TrainConfig(_message.Message):
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     INIT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     learning_rate: float
     batch_size: int
@@ -75,15 +85,19 @@ class TrainConfig(_message.Message):
     max_length: int
     init_version: str
     promote: bool
-    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., heldout_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., margin_per_rank: _Optional[float] = ..., max_length: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ...) -> None: ...
+    loss: str
+    ensemble_size: int
+    def __init__(self, epochs: _Optional[int] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., heldout_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., use_lora: _Optional[bool] = ..., lora_r: _Optional[int] = ..., lora_alpha: _Optional[float] = ..., margin_per_rank: _Optional[float] = ..., max_length: _Optional[int] = ..., init_version: _Optional[str] = ..., promote: _Optional[bool] = ..., loss: _Optional[str] = ..., ensemble_size: _Optional[int] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("rankings", "config")
+    __slots__ = ("rankings", "config", "heldout_rankings")
     RANKINGS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    HELDOUT_RANKINGS_FIELD_NUMBER: _ClassVar[int]
     rankings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Ranking]
     config: TrainConfig
-    def __init__(self, rankings: _Optional[_Iterable[_Union[_common_pb2.Ranking, _Mapping]]] = ..., config: _Optional[_Union[TrainConfig, _Mapping]] = ...) -> None: ...
+    heldout_rankings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Ranking]
+    def __init__(self, rankings: _Optional[_Iterable[_Union[_common_pb2.Ranking, _Mapping]]] = ..., config: _Optional[_Union[TrainConfig, _Mapping]] = ..., heldout_rankings: _Optional[_Iterable[_Union[_common_pb2.Ranking, _Mapping]]] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("step", "total_steps", "epoch", "loss", "accuracy")
@@ -128,7 +142,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RewardInfo(_message.Message):
-    __slots__ = ("active_version", "base_model", "architecture", "max_batch", "max_wait_ms", "max_queue", "max_items_per_request", "max_text_chars", "max_length_tokens", "training")
+    __slots__ = ("active_version", "base_model", "architecture", "max_batch", "max_wait_ms", "max_queue", "max_items_per_request", "max_text_chars", "max_length_tokens", "training", "ensemble_size")
     ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +153,7 @@ class RewardInfo(_message.Message):
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
+    ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     active_version: str
     base_model: str
     architecture: str
@@ -149,4 +164,5 @@ class RewardInfo(_message.Message):
     max_text_chars: int
     max_length_tokens: int
     training: bool
-    def __init__(self, active_version: _Optional[str] = ..., base_model: _Optional[str] = ..., architecture: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_length_tokens: _Optional[int] = ..., training: _Optional[bool] = ...) -> None: ...
+    ensemble_size: int
+    def __init__(self, active_version: _Optional[str] = ..., base_model: _Optional[str] = ..., architecture: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_length_tokens: _Optional[int] = ..., training: _Optional[bool] = ..., ensemble_size: _Optional[int] = ...) -> None: ...

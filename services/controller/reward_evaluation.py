@@ -1,0 +1,49 @@
+"""Held-out comparisons of one round, and a reward-model version's accuracy on them.
+
+The gate scores the new and the active reward model on the same comparisons:
+the round's own prompts, split by prompt, none of them trained on by either.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from services.core.rankings import PreferencePair, Ranking, group_pairs_by_prompt
+from services.core.win_rate import win_rate
+from services.reward.client import RewardClient
+
+SCORE_CHUNK = 128  # items per Score call, well under the service's per-request limit
+
+
+def heldout_split(round_prompts: Sequence[str], rankings: Sequence[Ranking], share: float, seed: int) -> set[str]:
+    """A seeded `share` of the round's prompts that have a strict preference: at least one, never all of them."""
+    comparable = sorted({p for p in group_pairs_by_prompt(r for r in rankings if r.prompt in set(round_prompts))})
+    if len(comparable) < 2:
+        return set()
+    random.Random(seed).shuffle(comparable)
+    n = min(max(1, round(share * len(comparable))), len(comparable) - 1)
+    return set(comparable[:n])
+
+
+def score_pairs(reward: RewardClient, version: str, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
+    """(chosen, rejected) scores of every pair by `version`, each distinct answer scored once."""
+    items = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
+    scores: dict[tuple[str, str], float] = {}
+    for start in range(0, len(items), SCORE_CHUNK):
+        chunk = items[start : start + SCORE_CHUNK]
+        values, _ = reward.score(chunk, version=version)
+        scores.update(zip(chunk, values, strict=True))
+    return [(scores[(p.prompt, p.chosen)], scores[(p.prompt, p.rejected)]) for p in pairs]
+
+
+def pair_accuracy(scored: Sequence[tuple[float, float]]) -> float:
+    """Share of pairs scored in the annotators' (or the gold's) order, ties half; NaN without pairs."""
+    if not scored:
+        return float("nan")
+    return win_rate([c for c, _ in scored], [r for _, r in scored])
+
+
+def heldout_accuracy(reward: RewardClient, version: str, pairs: Sequence[PreferencePair]) -> float:
+    """The version's accuracy on the pairs (see pair_accuracy)."""
+    return pair_accuracy(score_pairs(reward, version, pairs)) if pairs else float("nan")
