@@ -225,6 +225,7 @@ class RewardService:
 
     def _swap_in(self, scorer: RewardScorer, action: str) -> None:
         self._scorer = scorer
+        self._other_scorers.pop(scorer.version, None)  # the active one is never kept twice
         self.metrics.model.info({"version": scorer.version, "architecture": self.architecture})
         self.metrics.version_changes.labels(action).inc()
         log.info("active version changed", extra={"action": action, "version": scorer.version})
