@@ -82,13 +82,13 @@ def gold_ranking(prompt: str, candidates: list[str], order: list[int] | None = N
     return Ranking(prompt, tuple(candidates), tuple(tiers), annotator="gold")
 
 
-def _interval(values: list[float]) -> list[float]:
-    """Mean +- Student t x standard error: the 95% confidence interval over seeds."""
+def _interval(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> list[float]:
+    """Mean +- Student t x standard error: the 95% confidence interval over seeds, kept inside `bounds`."""
     if len(values) < 2:
         return [float("nan"), float("nan")]
     half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
     mean = statistics.fmean(values)
-    return [mean - half, mean + half]
+    return [max(mean - half, bounds[0]), min(mean + half, bounds[1])]
 
 
 class SelectionRun:
@@ -171,11 +171,11 @@ def run_selection_benchmark(
                 progress(f"seed {seed + 1}/{seeds}: {strategy}")
                 results[strategy].append(SelectionRun(base, strategy, seed, settings, scratch).run(test))
     final = {s: [run[-1] for run in runs] for s, runs in results.items()}
+    gains = {s: [a - b for a, b in zip(final[s], final["random"], strict=True)] for s in STRATEGIES}
     strategies = {
         s: {"accuracy": statistics.fmean(final[s]), "ci95": _interval(final[s]), "per_seed": final[s],
             "per_round": [statistics.fmean(run[r] for run in results[s]) for r in range(rounds)],
-            "minus_random": statistics.fmean(a - b for a, b in zip(final[s], final["random"], strict=True)),
-            "minus_random_ci95": _interval([a - b for a, b in zip(final[s], final["random"], strict=True)])}
+            "minus_random": statistics.fmean(gains[s]), "minus_random_ci95": _interval(gains[s], (-1.0, 1.0))}
         for s in STRATEGIES
     }  # fmt: skip
     best = max(STRATEGIES, key=lambda s: strategies[s]["accuracy"])
