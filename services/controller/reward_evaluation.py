@@ -18,7 +18,8 @@ SCORE_CHUNK = 128  # items per Score call, well under the service's per-request 
 
 def heldout_split(round_prompts: Sequence[str], rankings: Sequence[Ranking], share: float, seed: int) -> set[str]:
     """A seeded `share` of the round's prompts that have a strict preference: at least one, never all of them."""
-    comparable = sorted({p for p in group_pairs_by_prompt(r for r in rankings if r.prompt in set(round_prompts))})
+    this_round = set(round_prompts)
+    comparable = sorted(group_pairs_by_prompt(r for r in rankings if r.prompt in this_round))
     if len(comparable) < 2:
         return set()
     random.Random(seed).shuffle(comparable)
