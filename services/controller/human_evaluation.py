@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from labelstudio_backend.sync import exported_preferences
 from labelstudio_backend.templates import TEMPLATES, candidate_data
 
-TEMPLATE = TEMPLATES["pairwise"]
+EVALUATION_TEMPLATE = TEMPLATES["pairwise"]
 JUDGES = ("reward_model", "people")
 
 
@@ -45,7 +45,7 @@ def evaluation_tasks(
         bodies = [new, active] if new_index == 0 else [active, new]
         provenance = {"policy_version": f"{new_version} vs {active_version}"}
         evaluation = {"new_version": new_version, "active_version": active_version, "new_index": new_index}
-        tasks.append({**candidate_data(prompt, bodies, TEMPLATE, provenance), "evaluation": evaluation,
+        tasks.append({**candidate_data(prompt, bodies, EVALUATION_TEMPLATE, provenance), "evaluation": evaluation,
                       "iteration": number, "key": task_key(number, prompt)})  # fmt: skip
     return tasks
 

@@ -34,9 +34,7 @@ from labelstudio_backend.templates import TEMPLATES, candidate_data
 from services.controller.candidates import mixed_candidates, provenance
 from services.controller.gates import policy_gate, reward_gate
 from services.controller.human_evaluation import (
-    TEMPLATE as EVAL_TEMPLATE,
-)
-from services.controller.human_evaluation import (
+    EVALUATION_TEMPLATE,
     evaluation_project_title,
     evaluation_tasks,
     judged_tasks,
@@ -352,13 +350,13 @@ class RlhfLoop:
     def _reward(self, number: int, record: dict) -> dict:
         """Train on every ranking so far but this round's held-out prompts; gate new vs active on those."""
         c = self.config
-        rankings = self.store.rankings(self.project_id)
+        stored = self.store.all(self.project_id)
+        rankings = [p.ranking for p in stored]
         heldout_prompts = heldout_split([s["prompt"] for s in record["selected"]], rankings, c.rm_heldout_share,
                                         c.seed + number)  # fmt: skip
         train = [r for r in rankings if r.prompt not in heldout_prompts]
         heldout = [r for r in rankings if r.prompt in heldout_prompts]
-        mine = [p for p in self.store.all(self.project_id) if p.ranking.prompt in heldout_prompts]
-        agreement = pairwise_agreement(mine)["agreement"]
+        agreement = pairwise_agreement([p for p in stored if p.ranking.prompt in heldout_prompts])["agreement"]
         with self._reward_client(3600) as reward:
             listing = reward.list_versions()
             if "rm_baseline_version" not in record:
@@ -445,7 +443,7 @@ class RlhfLoop:
         c = self.config
         client = self._labelstudio()
         project, _ = find_or_create_project(
-            client, evaluation_project_title(c.project_title), EVAL_TEMPLATE.label_config
+            client, evaluation_project_title(c.project_title), EVALUATION_TEMPLATE.label_config
         )
         existing = self._iteration_tasks(client, number, project.id)
         missing = [p for p in self.heldout if task_key(number, p) not in existing]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from services.controller.report import VersionSamples
 from services.controller.report_statistics import bootstrap_interval
-from services.controller.reward_evaluation import SCORE_CHUNK, pair_accuracy, score_pairs
+from services.controller.reward_evaluation import pair_accuracy, score_items, score_pairs
 from services.core.rankings import PreferencePair
 from services.reward.client import RewardClient
 
@@ -73,11 +73,7 @@ def policies_by_serving_model(
     rows = []
     for version, drawn in samples.items():
         items = [(prompt, text) for prompt, row in zip(prompts, drawn.texts, strict=True) for text in row]
-        scores, spreads = [], []
-        for start in range(0, len(items), SCORE_CHUNK):
-            values, spread, _ = reward.score_with_spread(items[start : start + SCORE_CHUNK])
-            scores += values
-            spreads += spread
+        scores, spreads = score_items(reward, items)
         conservative = (
             statistics.fmean(s - conservative_lambda * d for s, d in zip(scores, spreads, strict=True))
             if spreads

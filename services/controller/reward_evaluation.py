@@ -27,14 +27,23 @@ def heldout_split(round_prompts: Sequence[str], rankings: Sequence[Ranking], sha
     return set(comparable[:n])
 
 
+def score_items(
+    reward: RewardClient, items: Sequence[tuple[str, str]], version: str = ""
+) -> tuple[list[float], list[float]]:
+    """Scores and spreads (empty for a single model) of any number of items, in Score calls of SCORE_CHUNK."""
+    scores: list[float] = []
+    spreads: list[float] = []
+    for start in range(0, len(items), SCORE_CHUNK):
+        values, spread, _ = reward.score_with_spread(items[start : start + SCORE_CHUNK], version=version)
+        scores += values
+        spreads += spread
+    return scores, spreads
+
+
 def score_pairs(reward: RewardClient, version: str, pairs: Sequence[PreferencePair]) -> list[tuple[float, float]]:
     """(chosen, rejected) scores of every pair by `version`, each distinct answer scored once."""
     items = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
-    scores: dict[tuple[str, str], float] = {}
-    for start in range(0, len(items), SCORE_CHUNK):
-        chunk = items[start : start + SCORE_CHUNK]
-        values, _ = reward.score(chunk, version=version)
-        scores.update(zip(chunk, values, strict=True))
+    scores = dict(zip(items, score_items(reward, items, version)[0], strict=True))
     return [(scores[(p.prompt, p.chosen)], scores[(p.prompt, p.rejected)]) for p in pairs]
 
 

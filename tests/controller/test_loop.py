@@ -194,6 +194,16 @@ def wait_for_stage(state_url: str, stage: str, process, timeout_s: float = 300) 
     raise AssertionError(f"never reached {stage}")
 
 
+def kill_once(controller: subprocess.Popen, ready, timeout_s: float) -> None:
+    """SIGKILL the controller as soon as `ready()` holds (it must still be running then)."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert time.monotonic() < deadline and controller.poll() is None
+        time.sleep(0.1)
+    controller.kill()
+    controller.wait()
+
+
 def start_loop(config) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "loop", "run", "--config", str(config)],
@@ -228,12 +238,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
 
     controller = start_loop(config)
     wait_for_stage(state_url, "policy", controller)
-    deadline = time.monotonic() + 120
-    while not list((policy_registry / "runs").glob("*/checkpoint-*")):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    controller.kill()
-    controller.wait()
+    kill_once(controller, lambda: list((policy_registry / "runs").glob("*/checkpoint-*")), timeout_s=120)
 
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -318,12 +323,7 @@ def test_people_judge_the_policy_in_tasks_of_their_own_and_a_kill_while_waiting_
 
     controller = start_loop(config)
     wait_for_stage(state_url, "judge", controller)
-    deadline = time.monotonic() + 300
-    while not evaluation_tasks():  # imported; the simulated people are answering
-        assert time.monotonic() < deadline and controller.poll() is None
-        time.sleep(0.2)
-    controller.kill()
-    controller.wait()
+    kill_once(controller, evaluation_tasks, timeout_s=300)  # imported; the simulated people are answering
 
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -139,9 +139,9 @@ class LengthScorer:
     def __init__(self):
         self.calls = []
 
-    def score(self, items, version=""):
+    def score_with_spread(self, items, version=""):
         self.calls.append((version, len(items)))
-        return [float(len(response)) for _, response in items], version
+        return [float(len(response)) for _, response in items], [], version
 
 
 def test_the_fixed_gold_set_pairs_answers_of_every_version_and_scores_each_reward_model_once():
