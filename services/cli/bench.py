@@ -1,4 +1,7 @@
-"""`rlhf-loop bench reward|policy|load|selection`: benchmarks that print JSON; --check fails on a missed target."""
+"""`rlhf-loop bench reward|policy|load|selection|reward-options`: benchmarks that print JSON.
+
+--check fails on a missed target.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     _add_policy(bench.add_parser("policy", help="policy service: Generate and GRPO vs in-process, peak RSS"))
     _add_load(bench.add_parser("load", help="reward Score + backend /predict under load, then overload"))
     _add_selection(bench.add_parser("selection", help="reward-model accuracy by prompt selection strategy"))
+    _add_reward_options(
+        bench.add_parser("reward-options", help="reward-model accuracy by loss, warm start, candidates, ensemble")
+    )
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -109,4 +115,20 @@ def _selection(args: argparse.Namespace) -> int:
         model=args.model, seeds=args.seeds, rounds=args.rounds, budget=args.budget, pool=args.pool,
         members=args.members,
     )  # fmt: skip
+    return _print(report, args)
+
+
+def _add_reward_options(options: argparse.ArgumentParser) -> None:
+    options.add_argument("--model", default="minilm", help="the reward model's backbone")
+    options.add_argument("--seeds", type=int, default=3)
+    options.add_argument("--rounds", type=int, default=3)
+    options.add_argument("--budget", type=int, default=12, help="prompts ranked per round")
+    _add_output_options(options)
+    options.set_defaults(func=_reward_options)
+
+
+def _reward_options(args: argparse.Namespace) -> int:
+    from services.tools.reward_options_bench import run_reward_options_benchmark
+
+    report = run_reward_options_benchmark(model=args.model, seeds=args.seeds, rounds=args.rounds, budget=args.budget)
     return _print(report, args)

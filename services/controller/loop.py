@@ -32,7 +32,7 @@ from labelstudio_backend.project_setup import find_or_create_project, labelstudi
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
 from services.controller.candidates import mixed_candidates, provenance
-from services.controller.gates import policy_gate, reward_gate
+from services.controller.gates import heldout_figures, policy_gate, reward_gate
 from services.controller.human_evaluation import (
     EVALUATION_TEMPLATE,
     evaluation_project_title,
@@ -49,12 +49,12 @@ from services.controller.prompt_selection import mean_spread, order_uncertainty,
 from services.controller.report import build_report, sample_versions
 from services.controller.report_render import write_report
 from services.controller.report_reward_models import gold_comparisons, policies_by_serving_model, reward_models_on
-from services.controller.reward_evaluation import heldout_accuracy, heldout_split, score_pairs
+from services.controller.reward_evaluation import heldout_split, heldout_tallies, score_pairs
 from services.core.env import AUTH_TOKEN_ENV
 from services.core.errors import PreconditionError
 from services.core.loader import load_function
 from services.core.prompts_file import read_prompts
-from services.core.rankings import GoldScorer, PreferencePair, group_pairs_by_prompt, training_data_hash
+from services.core.rankings import GoldScorer, PreferencePair, training_data_hash
 from services.core.win_rate import win
 from services.policy.client import PolicyClient
 from services.policy.training.config import PolicyTrainConfig
@@ -355,8 +355,7 @@ class RlhfLoop:
         heldout_prompts = heldout_split([s["prompt"] for s in record["selected"]], rankings, c.rm_heldout_share,
                                         c.seed + number)  # fmt: skip
         train = [r for r in rankings if r.prompt not in heldout_prompts]
-        heldout = [r for r in rankings if r.prompt in heldout_prompts]
-        agreement = pairwise_agreement([p for p in stored if p.ranking.prompt in heldout_prompts])["agreement"]
+        heldout = [p for p in stored if p.ranking.prompt in heldout_prompts]
         with self._reward_client(3600) as reward:
             listing = reward.list_versions()
             if "rm_baseline_version" not in record:
@@ -366,22 +365,23 @@ class RlhfLoop:
                 self.state.save(number, "reward", record)
             baseline = record["rm_baseline_version"]
             init = baseline if c.reward_warm_start else listing.versions[0].id
+            heldout_rankings = [p.ranking for p in heldout]
             # A version of exactly this data may exist if the loop died after training finished.
-            data_hash = training_data_hash(train, heldout)
+            data_hash = training_data_hash(train, heldout_rankings)
             done = [v for v in listing.versions if v.data_hash == data_hash and v.parent == init]
             if done:
                 version = done[-1]
             else:
-                stream = reward.train(train, heldout_rankings=heldout, init_version=init, **c.reward_train)
+                stream = reward.train(train, heldout_rankings=heldout_rankings, init_version=init, **c.reward_train)
                 version = self._follow(stream, "reward model step")[-1].version
-            pairs = [p for group in group_pairs_by_prompt(heldout).values() for p in group]
-            accuracy = heldout_accuracy(reward, version.id, pairs)
-            baseline_accuracy = heldout_accuracy(reward, baseline, pairs)
-            reasons = reward_gate(accuracy, baseline_accuracy, agreement, c.gates)
+            tallies = heldout_tallies(reward, version.id, baseline, heldout)
+            reasons = reward_gate(tallies, c.gates, seed=c.seed + number)
             if not reasons:
                 reward.promote(version.id)
-        return {"reward_version": version.id, "rm_accuracy": accuracy, "rm_baseline_accuracy": baseline_accuracy,
-                "rm_agreement": agreement, "rm_heldout_pairs": len(pairs), "rm_heldout_prompts": len(heldout_prompts),
+        figures = heldout_figures(tallies)
+        return {"reward_version": version.id, "rm_accuracy": figures.accuracy,
+                "rm_baseline_accuracy": figures.active_accuracy, "rm_agreement": figures.agreement,
+                "rm_heldout_pairs": sum(t.pairs for t in tallies), "rm_heldout_prompts": len(heldout_prompts),
                 "rm_train_rankings": len(train), "rm_init_version": init, "rm_reasons": reasons}  # fmt: skip
 
     def _policy(self, number: int, record: dict) -> dict:

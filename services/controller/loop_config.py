@@ -111,6 +111,10 @@ class LoopConfig:
             )
         if not 0 < self.rm_heldout_share < 1:
             raise InvalidRequestError(f"rm_heldout_share must be in (0, 1), got {self.rm_heldout_share}")
+        if not 0.5 <= self.gates.rm_gate_confidence < 1:
+            raise InvalidRequestError(
+                f"gates.rm_gate_confidence must be in [0.5, 1), got {self.gates.rm_gate_confidence}"
+            )
         if not 0 <= self.random_share <= 1:
             raise InvalidRequestError(f"random_share must be in [0, 1], got {self.random_share}")
         if self.simulate and self.simulated_annotators < self.annotations_per_task:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from services.core.win_rate import win
 
@@ -27,12 +28,19 @@ def bootstrap_interval(
     values: Sequence[float], resamples: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean (prompts resampled with replacement)."""
-    if not values:
+    draws = bootstrap_draws(values, statistics.fmean, resamples, seed)
+    tail = (1 - level) / 2
+    return draws[int(tail * (resamples - 1))], draws[int((1 - tail) * (resamples - 1))]
+
+
+def bootstrap_draws(
+    units: Sequence[Any], statistic: Callable[[Sequence[Any]], float], resamples: int = 2000, seed: int = 0
+) -> list[float]:
+    """The statistic of `resamples` resamples of the units (with replacement), sorted: its quantiles are bounds."""
+    if not units:
         raise ValueError("a bootstrap needs at least one value")
     rng = random.Random(seed)
-    means = sorted(statistics.fmean(rng.choices(values, k=len(values))) for _ in range(resamples))
-    tail = (1 - level) / 2
-    return means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))]
+    return sorted(statistic(rng.choices(units, k=len(units))) for _ in range(resamples))
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

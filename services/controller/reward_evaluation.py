@@ -9,8 +9,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from labelstudio_backend.preference_store import StoredPreference, pairwise_agreement
+from services.controller.gates import PromptTally
 from services.core.rankings import PreferencePair, Ranking, group_pairs_by_prompt
-from services.core.win_rate import win_rate
+from services.core.win_rate import win, win_rate
 from services.reward.client import RewardClient
 
 SCORE_CHUNK = 128  # items per Score call, well under the service's per-request limit
@@ -54,6 +56,24 @@ def pair_accuracy(scored: Sequence[tuple[float, float]]) -> float:
     return win_rate([c for c, _ in scored], [r for _, r in scored])
 
 
-def heldout_accuracy(reward: RewardClient, version: str, pairs: Sequence[PreferencePair]) -> float:
-    """The version's accuracy on the pairs (see pair_accuracy)."""
-    return pair_accuracy(score_pairs(reward, version, pairs)) if pairs else float("nan")
+def heldout_tallies(
+    reward: RewardClient, new_version: str, active_version: str, heldout: Sequence[StoredPreference]
+) -> list[PromptTally]:
+    """Per held-out prompt: both versions' correct pairs and the annotators' agreement (the gate's evidence)."""
+    groups = sorted(group_pairs_by_prompt(p.ranking for p in heldout).items())
+    every = [pair for _, pairs in groups for pair in pairs]
+    new, active = iter(score_pairs(reward, new_version, every)), iter(score_pairs(reward, active_version, every))
+    tallies = []
+    for prompt, pairs in groups:
+        agreement = pairwise_agreement(p for p in heldout if p.ranking.prompt == prompt)
+        compared = agreement["compared_pairs"]
+        tallies.append(
+            PromptTally(
+                pairs=len(pairs),
+                new_correct=sum(win(*next(new)) for _ in pairs),
+                active_correct=sum(win(*next(active)) for _ in pairs),
+                agreed=round(agreement["agreement"] * compared) if compared else 0,
+                compared=compared,
+            )
+        )
+    return tallies

@@ -41,16 +41,18 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int, g
         candidates=4,
         pool_factor=2,
         annotations_per_task=3,
-        max_new_tokens=48,
+        max_new_tokens=40,
         simulate=True,
         simulated_annotators=3,
         gold=gold,
-        eval_samples=4,
+        eval_samples=3,
         reward_train={"epochs": 2, "learning_rate": 1e-4, "batch_size": 32},
         policy_method="grpo",
-        policy_train={"max_steps": 20, "prompts_per_step": 4, "num_generations": 4, "learning_rate": 1e-3,
-                      "beta": 0.02, "max_new_tokens": 48},
-        gates=Gates(min_win_rate=0.55, max_kl=30.0),  # KL to the base adds up: 13.4, then 17.9
+        # On AVX2 kernels a GRPO step of 4 x 4 answers of 48 tokens took 35 s: 12 steps of 3 x 4 of 40 fit 3 rounds.
+        policy_train={"max_steps": 12, "prompts_per_step": 3, "num_generations": 4, "learning_rate": 1e-3,
+                      "beta": 0.02, "max_new_tokens": 40},
+        # KL is to the base, so it adds up over rounds (13.4, then 17.9 per sample); training stops at 80% of it.
+        gates=Gates(min_win_rate=0.55, max_kl=45.0),
         service_retry_s=300.0,
     )  # fmt: skip
 

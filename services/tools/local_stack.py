@@ -10,6 +10,8 @@ reverse order of their first start.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,7 @@ class LocalStack:
         self.ports: dict[str, int] = {}
         self.processes: dict[str, ServiceProcess] = {}
         self._started: list[str] = []  # first-start order, which close() reverses
+        self._previous_sigterm: signal.Handlers | Callable | int | None = None
 
     def port(self, part: str) -> int:
         """The part's port, chosen the first time it is asked for."""
@@ -87,7 +90,20 @@ class LocalStack:
         self._started.clear()
 
     def __enter__(self) -> LocalStack:
+        if threading.current_thread() is threading.main_thread():
+            # Python dies of SIGTERM (`kill`, a CI timeout) without running `finally`: the parts
+            # would outlive the run. As SystemExit, the signal unwinds through close().
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+
+def _exit_on_sigterm(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)

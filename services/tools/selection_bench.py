@@ -52,16 +52,20 @@ T_975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31
 _say = stderr_progress("bench selection")
 
 
-def candidate_pool(n_prompts: int, k: int, seed: int) -> list[tuple[str, list[str]]]:
-    """Prompts with k candidates each; per prompt, how far apart the candidates' tones are is drawn at random."""
+def candidate_pool(n_prompts: int, k: int, seed: int, previous_shift: int = 0) -> list[tuple[str, list[str]]]:
+    """Prompts with k candidates each; per prompt, how far apart the candidates' tones are is drawn at random.
+
+    `previous_shift` > 0 writes the second half of each prompt's candidates by a
+    "previous policy" whose tones are centred that much lower (less friendly).
+    """
     rng = random.Random(seed)
     pool = []
     for index in range(n_prompts):
         prompt = f"Can you tell me about {TOPICS[index % len(TOPICS)]}? (question {seed}-{index})"
         centre, spread = rng.randint(-1, 1), rng.choice((0, 1, 2))
         candidates = []
-        for _ in range(k):
-            tone = centre + rng.randint(-spread, spread)
+        for position in range(k):
+            tone = centre - (previous_shift if position >= k // 2 else 0) + rng.randint(-spread, spread)
             friendly, hostile = max(tone, 0), max(-tone, 0)
             sentences = rng.sample(FRIENDLY, min(friendly, 3)) + rng.sample(HOSTILE, min(hostile, 3))
             sentences += rng.sample(FILLER, 2)
@@ -82,7 +86,7 @@ def gold_ranking(prompt: str, candidates: list[str], order: list[int] | None = N
     return Ranking(prompt, tuple(candidates), tuple(tiers), annotator="gold")
 
 
-def _interval(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> list[float]:
+def confidence_interval(values: list[float], bounds: tuple[float, float] = (0.0, 1.0)) -> list[float]:
     """Mean +- Student t x standard error: the 95% confidence interval over seeds, kept inside `bounds`."""
     if len(values) < 2:
         return [float("nan"), float("nan")]
@@ -173,9 +177,9 @@ def run_selection_benchmark(
     final = {s: [run[-1] for run in runs] for s, runs in results.items()}
     gains = {s: [a - b for a, b in zip(final[s], final["random"], strict=True)] for s in STRATEGIES}
     strategies = {
-        s: {"accuracy": statistics.fmean(final[s]), "ci95": _interval(final[s]), "per_seed": final[s],
+        s: {"accuracy": statistics.fmean(final[s]), "ci95": confidence_interval(final[s]), "per_seed": final[s],
             "per_round": [statistics.fmean(run[r] for run in results[s]) for r in range(rounds)],
-            "minus_random": statistics.fmean(gains[s]), "minus_random_ci95": _interval(gains[s], (-1.0, 1.0))}
+            "minus_random": statistics.fmean(gains[s]), "minus_random_ci95": confidence_interval(gains[s], (-1.0, 1.0))}
         for s in STRATEGIES
     }  # fmt: skip
     best = max(STRATEGIES, key=lambda s: strategies[s]["accuracy"])

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from services.controller.gates import Gates, policy_gate, reward_gate
+from services.controller.gates import Gates, PromptTally, heldout_figures, policy_gate, reward_gate
 from services.controller.loop import policy_train_settings
 from services.controller.loop_config import LoopConfig
 from services.controller.prompt_selection import order_uncertainty, select_prompts
@@ -11,17 +11,40 @@ from services.core.errors import InvalidRequestError
 from services.reward.ranking import rank_candidates
 
 
+def tallies(accuracy: float, active: float, agreement: float | None, prompts: int = 10) -> list[PromptTally]:
+    """Held-out prompts that all agree: no spread between them, so the bootstrap bound is the point figure."""
+    compared = 0 if agreement is None else 100
+    tally = PromptTally(100, accuracy * 100, active * 100, round((agreement or 0) * 100), compared)
+    return [tally] * prompts
+
+
+def gate(accuracy: float, active: float, agreement: float | None, gates: Gates | None = None) -> list[str]:
+    return reward_gate(tallies(accuracy, active, agreement), gates or Gates())
+
+
 def test_gates_pass_with_no_reasons():
-    assert reward_gate(0.75, 0.74, 0.8, Gates()) == [] and reward_gate(0.75, 0.5, None, Gates()) == []
+    assert gate(0.75, 0.74, 0.8) == [] and gate(0.75, 0.5, None) == []
     assert policy_gate(0.7, 1.0, Gates()) == []
 
 
 def test_the_fair_gate_promotes_a_model_better_on_the_shared_split_below_last_rounds_number():
     # Last round's model scored 0.80 on last round's (easier) pairs; on this round's pairs the active
     # model scores 0.55, the new one 0.62, and the annotators agree on 0.66 of them.
-    assert reward_gate(0.62, 0.55, 0.66, Gates()) == []
+    assert gate(0.62, 0.55, 0.66) == []
     # Judged against last round's number (the old rule: not more than 0.02 below 0.80) it would have been refused.
-    assert reward_gate(0.62, 0.80, None, Gates(min_rm_accuracy=0.0)) != []
+    assert gate(0.62, 0.80, None, Gates(min_rm_accuracy=0.0)) != []
+
+
+def test_the_reward_gate_refuses_on_evidence_not_on_noise():
+    # Ten held-out prompts; the new model is 0.03 below the active one overall, more than epsilon (0.02).
+    noisy = [PromptTally(20, 20 * a, 20 * b, 14, 20) for a, b in [(0.9, 0.6), (0.4, 0.8)] * 5]  # prompts disagree
+    steady = [PromptTally(20, 20 * 0.62, 20 * 0.65, 14, 20)] * 10  # every prompt says the same
+    assert heldout_figures(noisy).accuracy == pytest.approx(0.65)
+    assert heldout_figures(noisy).active_accuracy == pytest.approx(0.70)
+    assert reward_gate(noisy, Gates()) == []  # a drop the prompts do not agree on is no evidence
+    assert "below the active model" in reward_gate(steady, Gates())[0]  # the same drop on every prompt is
+    # At 0.5 confidence the gate judges by the point figures alone.
+    assert reward_gate(noisy, Gates(rm_gate_confidence=0.5)) != []
 
 
 @pytest.mark.parametrize(
@@ -34,7 +57,8 @@ def test_the_fair_gate_promotes_a_model_better_on_the_shared_split_below_last_ro
     ],
 )
 def test_a_failing_reward_model_gate_says_why(accuracy, active, agreement, reason):
-    assert any(reason in r for r in reward_gate(accuracy, active, agreement, Gates()))
+    reasons = reward_gate([] if math.isnan(accuracy) else tallies(accuracy, active, agreement), Gates())
+    assert any(reason in r for r in reasons)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +158,7 @@ def test_the_held_out_split_takes_a_share_of_this_rounds_comparable_prompts():
         ({"policy_train": {"bogus_steps": 3}}, "bogus_steps"),
         ({"policy_judge": "oracle"}, "policy_judge"),
         ({"selection": "vibes"}, "selection"),
+        ({"gates": Gates(rm_gate_confidence=1.0)}, "rm_gate_confidence"),
     ],
 )
 def test_bad_loop_settings_are_refused_before_anything_starts(override, message):

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from services.controller.reward_evaluation import heldout_accuracy
+from services.controller.reward_evaluation import pair_accuracy, score_pairs
 from services.core.rankings import Ranking, group_pairs_by_prompt
 from services.reward.client import RewardClient
 from services.sim.synthetic_rankings import synthetic_rankings
@@ -161,9 +161,9 @@ def test_callers_held_out_rankings_and_scoring_with_a_named_version(client, trai
     assert evaluation.heldout_prompts == len(group_pairs_by_prompt(heldout))
     assert json.loads(version.metadata_json)["heldout_rankings"] == len(heldout)
     pairs = [p for group in group_pairs_by_prompt(heldout).values() for p in group]
-    assert heldout_accuracy(client, version.id, pairs) == pytest.approx(evaluation.heldout_accuracy, abs=1e-6)
+    assert pair_accuracy(score_pairs(client, version.id, pairs)) == pytest.approx(evaluation.heldout_accuracy, abs=1e-6)
     # The untrained base, named while another version serves, is about chance on the same pairs.
-    assert heldout_accuracy(client, "reward-0001", pairs) < evaluation.heldout_accuracy - 0.2
+    assert pair_accuracy(score_pairs(client, "reward-0001", pairs)) < evaluation.heldout_accuracy - 0.2
     scores, served_by = client.score([(p.prompt, p.chosen) for p in pairs[:3]], version="reward-0001")
     assert served_by == "reward-0001" and client.info().active_version != "reward-0001"
     assert client.rank(pairs[0].prompt, [pairs[0].chosen, pairs[0].rejected], version="reward-0001").scores == (
