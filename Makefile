@@ -11,7 +11,7 @@ TORCH := torch==2.13.0
 
 # Debian packages the tests run: Prometheus and promtool (monitoring tests),
 # docker-compose 1.29 (validates the compose stack; no Docker engine needed).
-DEBIAN_TOOLS := prometheus docker-compose
+DEBIAN_TOOLS := prometheus docker-compose postgresql-15
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install lock tools proto lint test demo bench reliability clean
@@ -42,6 +42,7 @@ lock:
 
 tools:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
+	  && [ -x /usr/lib/postgresql/15/bin/initdb ] \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS))
 
 proto: install

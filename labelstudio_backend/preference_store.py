@@ -1,4 +1,4 @@
-"""The preference store: one row per Label Studio annotation, in SQLite or any SQLAlchemy database.
+"""The preference store: one row per Label Studio annotation, in SQLite or PostgreSQL.
 
 Keyed by annotation id, so webhook handling is idempotent: an update
 replaces the row, a delete removes it, a repeated delivery changes nothing.
@@ -21,12 +21,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
     func,
     select,
 )
 
+from services.core.database import open_database, upsert
 from services.core.rankings import Ranking
 
 metadata = MetaData()
@@ -102,11 +102,10 @@ def _same(a: StoredPreference, b: StoredPreference) -> bool:
 
 
 class PreferenceStore:
-    """`PreferenceStore("sqlite:///prefs.db")`; any SQLAlchemy URL works (e.g. postgresql+psycopg://...)."""
+    """`PreferenceStore("sqlite:///prefs.db")` or `PreferenceStore("postgresql+psycopg://user@host/rlhf")`."""
 
     def __init__(self, url: str):
-        self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        self.engine = open_database(url, metadata)
 
     def upsert(self, p: StoredPreference) -> bool:
         """Insert or replace by annotation id; False when the stored row was already identical."""
@@ -114,8 +113,7 @@ class PreferenceStore:
             existing = db.execute(select(preferences).where(preferences.c.annotation_id == p.annotation_id)).first()
             if existing is not None and _same(_from_row(existing), p):
                 return False
-            db.execute(delete(preferences).where(preferences.c.annotation_id == p.annotation_id))
-            db.execute(preferences.insert().values(**_row(p)))
+            upsert(db, preferences, "annotation_id", _row(p))  # a webhook and a sync at once: both land
         return True
 
     def delete(self, annotation_id: int) -> bool:

@@ -17,6 +17,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian's binaries) on a free port, for the whole run."""
+    from tests.fixtures.postgres_server import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The store's and the loop state's database, once on a SQLite file and once on its own PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("postgres").new_database()
+
+
+@pytest.fixture(scope="session")
 def labelstudio(tmp_path_factory):
     """A real Label Studio server (installed into its own venv in the cache on first use), on a free port."""
     from labelstudio_backend.labelstudio_server import down, up

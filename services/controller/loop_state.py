@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
+
+from services.core.database import open_database, upsert
 
 STAGES = ("select", "tasks", "collect", "reward", "policy", "evaluate", "judge", "decide", "done")
 
@@ -24,9 +26,10 @@ iterations = Table(
 
 
 class LoopState:
+    """`LoopState("sqlite:///loop-state.db")` or on PostgreSQL (`postgresql+psycopg://...`), like the store."""
+
     def __init__(self, url: str):
-        self.engine = create_engine(url, future=True)
-        metadata.create_all(self.engine)
+        self.engine = open_database(url, metadata)
 
     def load(self, number: int) -> tuple[str, dict]:
         """(stage, record) of an iteration; a new one starts at "select" with an empty record."""
@@ -35,12 +38,9 @@ class LoopState:
         return (row.stage, dict(row.record)) if row else (STAGES[0], {})
 
     def save(self, number: int, stage: str, record: dict) -> None:
-        values = {"stage": stage, "record": record, "updated_at": datetime.now(UTC)}
         with self.engine.begin() as db:
-            if db.execute(select(iterations.c.number).where(iterations.c.number == number)).first():
-                db.execute(iterations.update().where(iterations.c.number == number).values(**values))
-            else:
-                db.execute(iterations.insert().values(number=number, **values))
+            upsert(db, iterations, "number", {"number": number, "stage": stage, "record": record,
+                                              "updated_at": datetime.now(UTC)})  # fmt: skip
 
     def history(self) -> list[dict]:
         with self.engine.connect() as db:

@@ -252,6 +252,37 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     assert len(admin.projects.exports.as_json(project.id)) == 4  # no duplicate tasks
 
 
+def test_a_loop_on_postgresql_resumes_after_a_kill_and_its_store_equals_label_studio(
+    labelstudio, running, postgres, tmp_path
+):
+    reward, policy = running["reward"], running["policy"]
+    database = postgres.new_database()  # the store and the loop state share it, as in the compose stack
+    config = tmp_path / "loop.toml"
+    write_config(config, labelstudio, reward, policy, "loop-postgres", iterations=1, state_url=database,
+                 store_url=database, gates={**OPEN_RM_GATE, "min_win_rate": 0.0})  # fmt: skip
+    controller = start_loop(config)
+    wait_for_stage(database, "reward", controller)
+    controller.kill()
+    controller.wait()
+    with RewardClient(reward.target, token=TOKEN) as client:
+        for _ in range(300):
+            if not client.info().training:
+                break
+            time.sleep(0.1)
+
+    result = loop("run", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = json.loads(result.stdout)
+    assert record["stage"] == "done" and record["rankings"] == 4 * 2
+    assert LoopState(database).load(1)[0] == "done"
+    admin = LabelStudio(base_url=labelstudio.url, api_key=labelstudio.token)
+    project = next(p for p in admin.projects.list() if p.title == "loop-postgres")
+    exported = admin.projects.exports.as_json(project.id)
+    assert len(exported) == 4  # no duplicate tasks after the kill
+    annotations = {a["id"] for t in exported for a in t["annotations"]}
+    assert {p.annotation_id for p in PreferenceStore(database).all(project.id)} == annotations
+
+
 def test_a_reward_service_killed_mid_iteration_is_waited_for(labelstudio, running, tiny_model_dir, tmp_path):
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"

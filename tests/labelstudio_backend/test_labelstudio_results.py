@@ -67,8 +67,8 @@ def preference(annotation_id: int, order: list[str], annotator: str = "ann", tas
     return StoredPreference(annotation_id, 1, task_id, annotator, parse(ranker({"rank": order})), "policy-0001")
 
 
-def test_store_is_idempotent_by_annotation_id(tmp_path):
-    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+def test_store_is_idempotent_by_annotation_id(database_url):
+    store = PreferenceStore(database_url)
     first = preference(1, ["c0", "c1", "c2", "c3"])
     assert store.upsert(first) is True
     assert store.upsert(first) is False  # duplicate delivery
@@ -78,8 +78,8 @@ def test_store_is_idempotent_by_annotation_id(tmp_path):
     assert store.all() == []
 
 
-def test_sync_adds_updates_and_removes(tmp_path):
-    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+def test_sync_adds_updates_and_removes(database_url):
+    store = PreferenceStore(database_url)
     store.upsert(preference(1, ["c0", "c1", "c2", "c3"]))
     store.upsert(preference(2, ["c0", "c1", "c2", "c3"]))
     report = store.replace_project(
@@ -140,10 +140,10 @@ def test_noise_temperature_is_calibrated_to_the_target_agreement():
     assert agree / total == pytest.approx(0.73, abs=0.04)
 
 
-def test_a_skipped_annotation_is_no_ranking_and_replaces_none(tmp_path):
+def test_a_skipped_annotation_is_no_ranking_and_replaces_none(database_url):
     from labelstudio_backend.webhooks import handle_annotation_event
 
-    store = PreferenceStore(f"sqlite:///{tmp_path / 'prefs.db'}")
+    store = PreferenceStore(database_url)
     task = {"id": 7, "data": DATA}
     project = {"id": 1, "label_config": TEMPLATES["ranker"].label_config}
     created = {"id": 5, "result": ranker({"rank": ["c0", "c1", "c2", "c3"]}), "completed_by": 2}

@@ -1,0 +1,66 @@
+"""The preference store and the loop state on both databases: SQLite and a real PostgreSQL server."""
+
+import threading
+
+from labelstudio_backend.preference_store import PreferenceStore, StoredPreference
+from services.controller.loop_state import LoopState
+from tests.labelstudio_backend.test_labelstudio_results import parse, ranker
+
+ORDERS = (["c0", "c1", "c2", "c3"], ["c3", "c2", "c1", "c0"])
+
+
+def preference(annotation_id: int, order: list[str]) -> StoredPreference:
+    return StoredPreference(annotation_id, 1, annotation_id, f"ann{annotation_id % 3}", parse(ranker({"rank": order})))
+
+
+def run_together(*jobs) -> list[BaseException]:
+    """Run the jobs in threads started at the same moment; the errors they raised."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(jobs))
+
+    def run(job):
+        start.wait()
+        try:
+            job()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_webhooks_and_a_sync_at_once_lose_nothing(database_url):
+    # The backend (webhooks) and `project sync` are separate processes with their own connections.
+    webhooks, sync = PreferenceStore(database_url), PreferenceStore(database_url)
+    exported = [preference(i, ORDERS[1]) for i in range(1, 121)]  # Label Studio's export: every annotation
+
+    def deliver():
+        for i in range(1, 121):
+            webhooks.upsert(preference(i, ORDERS[1]))
+
+    assert run_together(deliver, lambda: sync.replace_project(1, exported)) == []
+    stored = PreferenceStore(database_url).all()
+    assert [p.annotation_id for p in stored] == list(range(1, 121))
+    assert {p.ranking.tiers for p in stored} == {((3,), (2,), (1,), (0,))}
+
+
+def test_processes_starting_together_create_the_tables_once(database_url):
+    opened: list = []
+    errors = run_together(*[lambda: opened.append(PreferenceStore(database_url))] * 4,
+                          *[lambda: opened.append(LoopState(database_url))] * 4)  # fmt: skip
+    assert errors == [] and len(opened) == 8
+
+
+def test_the_loop_state_resumes_from_what_it_saved(database_url):
+    state = LoopState(database_url)
+    assert state.load(1) == ("select", {})
+    state.save(1, "tasks", {"selected": ["p"]})
+    state.save(1, "collect", {"selected": ["p"], "task_ids": [3, 4]})  # a stage's result replaces the record
+    state.save(2, "select", {})
+    again = LoopState(database_url)  # a restarted controller
+    assert again.load(1) == ("collect", {"selected": ["p"], "task_ids": [3, 4]})
+    assert [(r["iteration"], r["stage"]) for r in again.history()] == [(1, "collect"), (2, "select")]
