@@ -117,7 +117,14 @@ def test_the_compose_stack_validates(tmp_path):
     result = run(tool("docker-compose"), "-f", str(DEPLOY / "compose" / "docker-compose.yml"),
                  "--env-file", str(DEPLOY / "compose" / "example.env"), "config")  # fmt: skip
     stack = yaml.safe_load(result.stdout)["services"]
-    assert set(stack) == {"labelstudio", "backend", "reward", "policy", "controller", "prometheus", "grafana"}
+    assert set(stack) == {"postgres", "labelstudio", "backend", "reward", "policy", "controller", "prometheus",
+                          "grafana"}  # fmt: skip
+    # The backend and the controller share the store through PostgreSQL, not a volume of SQLite files.
+    for writer in ("backend", "controller"):
+        assert stack[writer]["environment"]["PGPASSWORD"] == "change-me-postgres-password"
+        assert stack[writer]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert not any("preference" in str(v) for v in stack[writer].get("volumes", []))
+    assert "postgresql://rlhf@postgres:5432/rlhf" in stack["backend"]["command"]
     for gpu_service in ("reward", "policy"):
         (device,) = stack[gpu_service]["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"]
@@ -139,6 +146,12 @@ def test_kubernetes_manifests_validate_strictly():
     kinds = {(d["kind"], d["metadata"]["name"]) for p in manifests for d in yaml.safe_load_all(Path(p).read_text())}
     for part in ("reward", "policy", "backend", "controller", "labelstudio"):
         assert ("Deployment", part) in kinds and ("Service", part) in kinds
+    # The shared state is a database with its own ReadWriteOnce volume; no volume is ReadWriteMany.
+    assert ("StatefulSet", "postgres") in kinds and ("Service", "postgres") in kinds
+    documents = [d for p in manifests for d in yaml.safe_load_all(Path(p).read_text())]
+    claims = [d["spec"] for d in documents if d["kind"] == "PersistentVolumeClaim"]
+    claims += [t["spec"] for d in documents if d["kind"] == "StatefulSet" for t in d["spec"]["volumeClaimTemplates"]]
+    assert claims and all(c["accessModes"] == ["ReadWriteOnce"] for c in claims)
     for gpu_part in ("reward", "policy"):
         (deployment,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / f"{gpu_part}.yaml").read_text())
                          if d["kind"] == "Deployment"]  # fmt: skip
