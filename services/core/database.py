@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData, Table, create_engine, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from services.core.errors import InvalidRequestError
 
 SQLITE_BUSY_TIMEOUT_S = 30  # a writer waits this long for another's lock instead of failing at once
 SCHEMA_LOCK = 0x726C6866  # a PostgreSQL advisory lock key ("rlhf"): one process creates the tables at a time
+INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # the databases whose upsert is tested
 
 
 def open_database(url: str, metadata: MetaData) -> Engine:
     """An engine on `url` with `metadata`'s tables created if missing, safe when processes start together."""
     if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy would reach for psycopg2, not installed
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if make_url(url).get_backend_name() not in INSERTS:
+        raise InvalidRequestError(
+            f"{url.split(':', 1)[0]}: the store and the loop state run on sqlite:/// or postgresql://"
+        )
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S} if url.startswith("sqlite") else {}
     engine = create_engine(url, future=True, pool_pre_ping=True, connect_args=connect_args)
     with engine.begin() as db:
@@ -41,10 +48,7 @@ def upsert(db: Connection, table: Table, key: str, values: dict) -> None:
     A select-then-insert lets two concurrent writers of one key both insert
     and the second fail; INSERT ... ON CONFLICT DO UPDATE cannot.
     """
-    dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-    if db.dialect.name not in dialects:
-        raise ValueError(f"the store runs on SQLite or PostgreSQL, not {db.dialect.name}")
-    statement = dialects[db.dialect.name](table).values(**values)
+    statement = INSERTS[db.dialect.name](table).values(**values)
     db.execute(
         statement.on_conflict_do_update(
             index_elements=[key], set_={name: statement.excluded[name] for name in values if name != key}

@@ -2,8 +2,11 @@
 
 import threading
 
+import pytest
+
 from labelstudio_backend.preference_store import PreferenceStore, StoredPreference
 from services.controller.loop_state import LoopState
+from services.core.errors import InvalidRequestError
 from tests.labelstudio_backend.test_labelstudio_results import parse, ranker
 
 ORDERS = (["c0", "c1", "c2", "c3"], ["c3", "c2", "c1", "c0"])
@@ -64,3 +67,8 @@ def test_the_loop_state_resumes_from_what_it_saved(database_url):
     again = LoopState(database_url)  # a restarted controller
     assert again.load(1) == ("collect", {"selected": ["p"], "task_ids": [3, 4]})
     assert [(r["iteration"], r["stage"]) for r in again.history()] == [(1, "collect"), (2, "select")]
+
+
+def test_a_database_without_a_tested_upsert_is_refused_by_name():
+    with pytest.raises(InvalidRequestError, match="mysql: the store and the loop state run on"):
+        PreferenceStore("mysql://user@host/rlhf")
