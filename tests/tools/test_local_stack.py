@@ -31,7 +31,8 @@ def test_sigterm_to_the_run_stops_the_services_it_started(tmp_path, tiny_model_d
         reward_pid = int(run.stdout.readline())  # printed once the reward service is ready
         assert alive(reward_pid)
         run.send_signal(signal.SIGTERM)
-        assert run.wait(timeout=60) == 128 + signal.SIGTERM
+        # 3 s on idle cores; the bound covers a stop that waits out the service's 30 s grace under load.
+        assert run.wait(timeout=150) == 128 + signal.SIGTERM
         deadline = time.monotonic() + 30
         while alive(reward_pid) and time.monotonic() < deadline:
             time.sleep(0.2)
