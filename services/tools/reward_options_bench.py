@@ -29,16 +29,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from services.core.rankings import Ranking
-from services.models.loading import load_reward_model, resolve_model
 from services.reward.train_config import RewardTrainConfig
 from services.reward.trainer import prepare_split, train_reward_model
 from services.sim.gold import vader_positivity
 from services.sim.simulated_annotators import calibrate_temperature, noisy_order
 from services.tools.progress import stderr_progress
-from services.tools.selection_bench import TEST_SEED, candidate_pool, confidence_interval, gold_ranking
+from services.tools.selection_bench import (
+    TEST_SEED,
+    candidate_pool,
+    confidence_interval,
+    gold_ranking,
+    save_base_model,
+)
 
 # variant -> (what it changes from the default): training settings, warm start, previous-policy shift
 VARIANTS: dict[str, dict] = {
@@ -109,13 +112,8 @@ def run_reward_options_benchmark(
     final: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-reward-options-") as tmp:
         scratch = Path(tmp)
-        bases = {}
-        for members in sorted({change.get("ensemble_size", 1) for change in VARIANTS.values()}):
-            torch.manual_seed(0)
-            backbone, tokenizer = load_reward_model(resolve_model(model), members=members)
-            bases[members] = scratch / f"base-{members}"
-            backbone.save_pretrained(bases[members])
-            tokenizer.save_pretrained(bases[members])
+        members = {change.get("ensemble_size", 1) for change in VARIANTS.values()}
+        bases = {n: save_base_model(model, n, scratch / f"base-{n}") for n in sorted(members)}
         for seed in range(seeds):
             for variant in VARIANTS:
                 progress(f"seed {seed + 1}/{seeds}: {variant}")

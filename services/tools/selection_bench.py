@@ -144,6 +144,15 @@ class SelectionRun:
         return [remaining[p.index] for p in picked]
 
 
+def save_base_model(model: str, members: int, path: Path) -> Path:
+    """The untrained reward model with `members` heads, seeded, saved where every run starts from it."""
+    torch.manual_seed(0)
+    backbone, tokenizer = load_reward_model(resolve_model(model), members=members)
+    backbone.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 def run_selection_benchmark(
     model: str = "minilm",
     seeds: int = 3,
@@ -165,11 +174,7 @@ def run_selection_benchmark(
     results: dict[str, list[list[float]]] = {s: [] for s in STRATEGIES}
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-selection-") as tmp:
         scratch = Path(tmp)
-        base = scratch / "base"
-        torch.manual_seed(0)
-        backbone, tokenizer = load_reward_model(resolve_model(model), members=members)
-        backbone.save_pretrained(base)
-        tokenizer.save_pretrained(base)
+        base = save_base_model(model, members, scratch / "base")
         for seed in range(seeds):
             for strategy in STRATEGIES:
                 progress(f"seed {seed + 1}/{seeds}: {strategy}")
