@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     from services.core.errors import ServiceError
+    from services.core.stop_signals import unblock_stop_signals
+
+    unblock_stop_signals()  # every role stops gracefully on SIGTERM, whatever mask its parent left
 
     try:
         return args.func(args)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from labelstudio_backend import labelstudio_server
+from services.core.stop_signals import restore_signal_mask, unblock_stop_signals
 from services.tools.service_process import ServiceProcess, free_port
 
 LABELSTUDIO = "labelstudio"
@@ -32,6 +33,7 @@ class LocalStack:
         self.processes: dict[str, ServiceProcess] = {}
         self._started: list[str] = []  # first-start order, which close() reverses
         self._previous_sigterm: signal.Handlers | Callable | int | None = None
+        self._previous_mask: set[signal.Signals] | None = None
 
     def port(self, part: str) -> int:
         """The part's port, chosen the first time it is asked for."""
@@ -94,6 +96,7 @@ class LocalStack:
             # Python dies of SIGTERM (`kill`, a CI timeout) without running `finally`: the parts
             # would outlive the run. As SystemExit, the signal unwinds through close().
             self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            self._previous_mask = unblock_stop_signals()  # the parts inherit the mask too
         return self
 
     def __exit__(self, *exc) -> None:
@@ -103,6 +106,9 @@ class LocalStack:
             if self._previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
+            if self._previous_mask is not None:
+                restore_signal_mask(self._previous_mask)
+                self._previous_mask = None
 
 
 def _exit_on_sigterm(signum: int, frame) -> None:
