@@ -26,7 +26,7 @@ from sqlalchemy import (
     select,
 )
 
-from services.core.database import open_database, upsert
+from services.core.database import Schema, open_database, upsert
 from services.core.rankings import Ranking
 
 metadata = MetaData()
@@ -51,6 +51,7 @@ training_requests = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("consumed_at", DateTime(timezone=True), nullable=True),
 )
+SCHEMA = Schema("preference_store", metadata)  # version 1: no migrations yet
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class PreferenceStore:
     """`PreferenceStore("sqlite:///prefs.db")` or `PreferenceStore("postgresql+psycopg://user@host/rlhf")`."""
 
     def __init__(self, url: str):
-        self.engine = open_database(url, metadata)
+        self.engine = open_database(url, SCHEMA)
 
     def upsert(self, p: StoredPreference) -> bool:
         """Insert or replace by annotation id; False when the stored row was already identical."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, select
 
-from services.core.database import open_database, upsert
+from services.core.database import Schema, open_database, upsert
 
 STAGES = ("select", "tasks", "collect", "reward", "policy", "evaluate", "judge", "decide", "done")
 
@@ -23,13 +23,14 @@ iterations = Table(
     Column("record", JSON, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+SCHEMA = Schema("loop_state", metadata)  # version 1: no migrations yet
 
 
 class LoopState:
     """`LoopState("sqlite:///loop-state.db")` or on PostgreSQL (`postgresql+psycopg://...`), like the store."""
 
     def __init__(self, url: str):
-        self.engine = open_database(url, metadata)
+        self.engine = open_database(url, SCHEMA)
 
     def load(self, number: int) -> tuple[str, dict]:
         """(stage, record) of an iteration; a new one starts at "select" with an empty record."""
