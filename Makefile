@@ -10,11 +10,13 @@ CONSTRAINTS := constraints.txt
 TORCH := torch==2.13.0
 
 # Debian packages the tests run: Prometheus and promtool (monitoring tests),
-# docker-compose 1.29 (validates the compose stack; no Docker engine needed).
-DEBIAN_TOOLS := prometheus docker-compose postgresql-15
+# docker-compose 1.29 (validates the compose stack; no Docker engine needed),
+# PostgreSQL 15 (the store's tests), and what builds and runs the image with no
+# registry or Docker engine: debootstrap (its base), buildah, podman with runc.
+DEBIAN_TOOLS := prometheus docker-compose postgresql-15 debootstrap buildah podman runc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock tools proto lint test demo bench reliability clean
+.PHONY: install lock tools image proto lint test demo bench reliability clean
 
 install: $(VENV)/.installed
 
@@ -42,8 +44,14 @@ lock:
 
 tools:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
-	  && [ -x /usr/lib/postgresql/15/bin/initdb ] \
+	  && [ -x /usr/lib/postgresql/15/bin/initdb ] && command -v debootstrap >/dev/null && command -v buildah >/dev/null \
+	  && command -v podman >/dev/null && command -v runc >/dev/null \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS))
+
+# The Dockerfile's CPU variant, built here (root): a debootstrap base made once, then buildah.
+# Skipped when the image already holds this tree; the image tests run on it.
+image: install tools
+	$(VENV)/bin/rlhf-loop image build
 
 proto: install
 	$(PY) protos/generate.py
@@ -52,7 +60,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: install tools lint
+test: install tools lint image
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 demo: install

@@ -7,7 +7,7 @@ import pytest
 from services.cli import GROUPS, build_parser
 
 COMMANDS = ["serve", "labelstudio", "project", "tasks", "sync", "prefs", "annotate", "loop", "bench", "chaos",
-            "reliability", "health", "demo", "models"]  # fmt: skip
+            "reliability", "health", "demo", "models", "image"]  # fmt: skip
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
