@@ -48,8 +48,9 @@ tools:
 	  && command -v podman >/dev/null && command -v runc >/dev/null \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS))
 
-# The Dockerfile's CPU variant, built here (root): a debootstrap base made once, then buildah.
-# Skipped when the image already holds this tree; the image tests run on it.
+# The Dockerfile's CPU variant and Label Studio's image (deploy/compose/labelstudio.Dockerfile),
+# built here (root): a debootstrap base made once, then buildah. An image that already holds
+# this tree is not rebuilt; the image and compose tests run on them.
 image: install tools
 	$(VENV)/bin/rlhf-loop image build
 

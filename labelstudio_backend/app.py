@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import sqlalchemy.exc
 from aiohttp import web
 
 from labelstudio_backend.candidates import fill_tasks
@@ -61,6 +62,11 @@ class BackendConfig:
     temperature: float = 1.0
 
 
+# Probes and Prometheus scrape these without Label Studio's credentials, as they scrape the gRPC
+# services' metrics ports; neither shows a ranking, a prompt or a secret.
+UNAUTHENTICATED = frozenset({"/health", "/metrics"})
+
+
 def _basic_auth_middleware(user: str, password: str):
     expected = f"{user}:{password}".encode()
 
@@ -71,7 +77,7 @@ def _basic_auth_middleware(user: str, password: str):
             given = base64.b64decode(header[6:], validate=True) if header.startswith("Basic ") else b""
         except (binascii.Error, ValueError):
             given = b""
-        if request.path != "/health" and not hmac.compare_digest(given, expected):
+        if request.path not in UNAUTHENTICATED and not hmac.compare_digest(given, expected):
             return web.json_response(
                 {"error": "authentication required"},
                 status=401,
@@ -245,6 +251,9 @@ async def _errors_to_status(request: web.Request, handler):
     except grpc.aio.AioRpcError as error:
         log.warning("reward service call failed", extra={"code": error.code().name, "details": error.details()})
         return web.json_response({"error": f"reward service: {error.code().name}: {error.details()}"}, status=503)
+    except sqlalchemy.exc.OperationalError as error:  # the database is down or unreachable: nothing was stored
+        log.warning("preference store unavailable", extra={"error": str(error.orig)})
+        return web.json_response({"error": f"preference store unavailable: {error.orig}"}, status=503)
 
 
 def build_app(backend: Backend) -> web.Application:

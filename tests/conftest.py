@@ -19,7 +19,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server (Debian's binaries) on a free port, for the whole run."""
-    from tests.fixtures.postgres_server import PostgresServer
+    from services.tools.postgres_server import PostgresServer
 
     server = PostgresServer().start()
     yield server

@@ -14,6 +14,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     chaos.add_argument("--seed", type=int, default=0)
     chaos.add_argument("--kills", type=int, default=5)
     chaos.add_argument("--iterations", type=int, default=2)
+    chaos.add_argument(
+        "--database", choices=("postgresql", "sqlite"), default="postgresql",
+        help="where the store and the loop state live; a PostgreSQL server is a victim too",
+    )  # fmt: skip
     chaos.set_defaults(func=_chaos)
     reliability = commands.add_parser(
         "reliability", help="write RELIABILITY.md from the results `make reliability` gathered (load, fuzzing, chaos)"
@@ -29,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _chaos(args: argparse.Namespace) -> int:
     from services.tools.chaos import run_chaos
 
-    report = run_chaos(args.seed, args.kills, iterations=args.iterations)
+    report = run_chaos(args.seed, args.kills, iterations=args.iterations, database=args.database)
     print(json.dumps(report))
     print(f"kills survived: {report['kills_survived']}", file=sys.stderr)
     return 0 if report["passed"] else 1

@@ -25,6 +25,7 @@ from typing import TypeVar
 import grpc
 import httpx
 import requests
+from sqlalchemy.exc import OperationalError
 
 from labelstudio_backend.labelstudio_server import default_data_dir, labelstudio_credentials
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
@@ -203,25 +204,29 @@ class RlhfLoop:
             stage = functools.partial(getattr(self, f"_{name}"), number, record)
             record |= self._retrying(f"iteration {number}: {name}", stage)
             record.setdefault("seconds", {})[name] = round(time.monotonic() - started, 2)
-            self.state.save(number, STAGES[STAGES.index(name) + 1], record)
+            save = functools.partial(self.state.save, number, STAGES[STAGES.index(name) + 1], record)
+            self._retrying(f"iteration {number}: save", save)
             if name == "decide":
                 self.metrics.decisions.labels(record["decision"]).inc()
         self.metrics.record(number, "done", record)
         return record
 
     def _retrying(self, what: str, work: Callable[[], T]) -> T:
-        """Run `work`; while a service is unavailable, report it and retry with backoff (never fatal early)."""
+        """Run `work`; while a service or the database is unavailable, report it and retry with backoff."""
         delay, deadline = 2.0, time.monotonic() + self.config.service_retry_s
         while True:
             try:
                 return work()
-            except (grpc.RpcError, httpx.TransportError, requests.ConnectionError) as error:
-                # Label Studio unreachable (httpx under its SDK, requests for signups) counts as unavailable too.
+            except (grpc.RpcError, httpx.TransportError, requests.ConnectionError, OperationalError) as error:
+                # Label Studio unreachable (httpx under its SDK, requests for signups) counts as unavailable too,
+                # and so does the database (a restarting PostgreSQL; the pool reconnects on the next try).
                 unavailable = not isinstance(error, grpc.RpcError) or error.code() == grpc.StatusCode.UNAVAILABLE
                 if not unavailable or time.monotonic() > deadline:
                     raise
                 self.metrics.service_retries.inc()
-                reason = error.details() if isinstance(error, grpc.RpcError) else f"Label Studio: {error}"
+                reason = (error.details() if isinstance(error, grpc.RpcError)
+                          else f"database: {error.orig}" if isinstance(error, OperationalError)
+                          else f"Label Studio: {error}")  # fmt: skip
                 self.progress(f"{what}: service unavailable ({reason}); retry in {delay:.0f}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)

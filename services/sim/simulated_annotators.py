@@ -124,6 +124,7 @@ def simulated_annotators(
     from label_studio_sdk import LabelStudio
 
     path = Path(accounts_file)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a controller whose Label Studio runs elsewhere has no data dir
     accounts = json.loads(path.read_text()) if path.is_file() else {}
     for i in range(count):
         if not isinstance(accounts.get(str(i)), dict):

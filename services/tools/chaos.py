@@ -2,9 +2,12 @@
 
 A full loop runs on tiny models with a real Label Studio, the reward and
 policy services, the backend (wired to the project's webhooks) and simulated
-annotators. At seeded random moments a randomly chosen part -- the
-controller, the reward service, the policy service, the backend or Label
-Studio -- is killed with SIGKILL and restarted. At the end:
+annotators. The preference store and the loop state share one PostgreSQL
+server (or, with `--database sqlite`, SQLite files). At seeded random moments a
+randomly chosen part -- the controller, the reward service, the policy
+service, the backend, Label Studio or the PostgreSQL server -- is killed and
+restarted: SIGKILL, or for PostgreSQL an immediate shutdown, its own crash
+(a SIGKILLed postmaster would leave its backends holding the data). At the end:
 
 - the loop finished its iterations;
 - the preference store equals Label Studio's export, ranking for ranking;
@@ -33,9 +36,11 @@ from services.controller.loop_state import LoopState
 from services.models.registry import ModelRegistry
 from services.sim.tiny_model import build_tiny_llama
 from services.tools.local_stack import LocalStack
+from services.tools.postgres_server import PostgresServer
 from services.tools.progress import stderr_progress
 
 COMPONENTS = ("controller", "reward", "policy", "backend", "labelstudio")
+DATABASE = "database"
 PROJECT = "chaos"
 
 
@@ -45,12 +50,17 @@ _say = stderr_progress("chaos")
 class Stack(LocalStack):
     """The parts of a loop, the controller among them, each restartable on its port after a kill."""
 
-    def __init__(self, root: Path, model: Path, iterations: int, seed: int):
+    def __init__(self, root: Path, model: Path, iterations: int, seed: int, database: str = "postgresql"):
         super().__init__(root, progress=_say)
         self.model = model
         self.iterations = iterations
-        self.store_url = f"sqlite:///{root / 'preferences.db'}"
-        self.state_url = f"sqlite:///{root / 'loop-state.db'}"
+        self.postgres = PostgresServer().start() if database == "postgresql" else None
+        if self.postgres:  # one database for both, as the compose and k8s stacks have it
+            self.store_url = self.state_url = self.postgres.new_database()
+        else:
+            self.store_url = f"sqlite:///{root / 'preferences.db'}"
+            self.state_url = f"sqlite:///{root / 'loop-state.db'}"
+        self.components = COMPONENTS + ((DATABASE,) if self.postgres else ())
         self.config = root / "loop.toml"
         self.controller: subprocess.Popen | None = None
         self.controller_runs = 0
@@ -77,6 +87,8 @@ class Stack(LocalStack):
         """Start (or restart) one component."""
         if name == "labelstudio":
             self.labelstudio()
+        elif name == DATABASE:
+            self.postgres.restart()
         elif name == "controller":
             log = open(self.root / f"controller-{self.controller_runs}.log", "w")  # noqa: SIM115 - the child's
             self.controller = subprocess.Popen(
@@ -92,11 +104,13 @@ class Stack(LocalStack):
             self.backend(self.store_url, timeout_s=300)
 
     def kill(self, name: str) -> None:
-        """SIGKILL, no warning, as a crashed machine would."""
+        """SIGKILL, no warning, as a crashed machine would (PostgreSQL: its immediate shutdown, a crash)."""
         if name == "labelstudio":
             pid = int((self.labelstudio_dir / labelstudio_server.PID_FILE).read_text())
             os.killpg(pid, signal.SIGKILL)
             labelstudio_server.down(self.labelstudio_dir, timeout_s=1)  # forget the dead process
+        elif name == DATABASE:
+            self.postgres.stop("immediate")
         elif name == "controller":
             if self.controller and self.controller.poll() is None:
                 self.controller.kill()
@@ -111,6 +125,8 @@ class Stack(LocalStack):
         if self.controller and self.controller.poll() is None:
             self.controller.kill()
         super().close()
+        if self.postgres:
+            self.postgres.remove()
 
     def done(self) -> bool:
         # Every configured iteration, not just every recorded one: an iteration has no record until its
@@ -169,12 +185,13 @@ def _registries_load(stack: Stack) -> dict:
     return {"registry_versions_load": True}
 
 
-def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 1800.0) -> dict:
+def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 1800.0,
+              database: str = "postgresql") -> dict:  # fmt: skip
     rng = random.Random(seed)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rlhf-chaos-") as tmp:
         root = Path(tmp)
-        stack = Stack(root, build_tiny_llama(root / "tiny-model"), iterations, seed)
+        stack = Stack(root, build_tiny_llama(root / "tiny-model"), iterations, seed, database)
         done: list[dict] = []
         try:
             for name in ("labelstudio", "reward", "policy", "backend"):
@@ -195,7 +212,7 @@ def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 180
                     stack.start("controller")
                 if len(done) < kills:
                     time.sleep(rng.uniform(2.0, 8.0))  # a tiny-model iteration takes about a minute
-                    victim = rng.choice(COMPONENTS)
+                    victim = rng.choice(stack.components)
                     history = LoopState(stack.state_url).history()
                     stage = history[-1]["stage"] if history else "setup"
                     if stack.done():
@@ -211,7 +228,8 @@ def run_chaos(seed: int, kills: int, iterations: int = 2, timeout_s: float = 180
         finally:
             stack.close()
     return {
-        "seed": seed, "kills_planned": kills, "kills": done, "kills_survived": len(done) if all(checks.values()) else 0,
+        "seed": seed, "database": database,
+        "kills_planned": kills, "kills": done, "kills_survived": len(done) if all(checks.values()) else 0,
         "controller_runs": stack.controller_runs, "checks": checks, "passed": all(checks.values()),
         "wall_time_s": round(time.monotonic() - began, 1),
     }  # fmt: skip

@@ -30,6 +30,7 @@ from services.models.loading import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/rlhf-loop:cpu"
+LABELSTUDIO_IMAGE = "localhost/rlhf-loop-labelstudio:1.23.2"  # deploy/compose/labelstudio.Dockerfile
 BASE_IMAGE = "localhost/rlhf-loop-python:3.11-bookworm"
 DEFAULT_INDEX = "https://pypi.org/simple"
 # python-is-python3 puts `python` on PATH, as the official python images have it; the Dockerfile calls `python`.
@@ -47,22 +48,29 @@ def image_dir() -> Path:
     return cache_dir() / "image"
 
 
-def podman_command() -> list[str]:
-    """podman as it runs here: runc (crun refuses this machine's hybrid cgroups), cgroupfs."""
-    return ["podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+CONTAINERS_CONF = """\
+[containers]
+# the sandbox cannot raise rlimits: podman's default ulimits fail every start
+default_ulimits = []
+
+[engine]
+# crun refuses this machine's hybrid cgroups; no systemd to manage them
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+"""
 
 
 def container_env() -> dict[str, str]:
     """The environment podman and buildah (and podman-compose, which runs podman) need here.
 
-    containers.conf drops the default ulimits, which the sandbox cannot raise;
-    storage.conf names the project's storage and its driver, chosen once.
+    containers.conf holds the engine settings this machine needs; storage.conf
+    names the project's storage and its driver, chosen once.
     """
     folder = image_dir()
     conf, storage = folder / "containers.conf", folder / "storage.conf"
-    if not conf.is_file():
+    if not conf.is_file() or conf.read_text() != CONTAINERS_CONF:
         folder.mkdir(parents=True, exist_ok=True)
-        conf.write_text("[containers]\ndefault_ulimits = []\n")
+        conf.write_text(CONTAINERS_CONF)
     env = {**os.environ, "CONTAINERS_CONF": str(conf), "CONTAINERS_STORAGE_CONF": str(storage)}
     if not storage.is_file():
         _choose_storage_driver(storage, env)
@@ -73,7 +81,7 @@ def _choose_storage_driver(storage: Path, env: dict[str, str]) -> None:
     for driver in ("overlay", "vfs"):
         root = storage.parent / f"storage-{driver}"
         storage.write_text(f'[storage]\ndriver = "{driver}"\ngraphroot = "{root}"\nrunroot = "{root}-run"\n')
-        probe = subprocess.run([*podman_command(), "info", "--format", "{{.Store.GraphDriverName}}"], env=env,
+        probe = subprocess.run(["podman", "info", "--format", "{{.Store.GraphDriverName}}"], env=env,
                                capture_output=True, text=True)  # fmt: skip
         if probe.returncode == 0 and probe.stdout.strip() == driver:
             return
@@ -90,7 +98,7 @@ def check_tools() -> None:
 
 
 def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run([*podman_command(), *args], env=container_env(), check=check, capture_output=capture,
+    return subprocess.run(["podman", *args], env=container_env(), check=check, capture_output=capture,
                           text=True)  # fmt: skip
 
 
@@ -102,10 +110,10 @@ def image_size_bytes(name: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout.strip())
 
 
-def source_digest(root: Path = REPO) -> str:
+def source_digest(root: Path = REPO, inputs: tuple[str, ...] = BUILD_INPUTS) -> str:
     """A digest of the build's inputs, bytecode aside (the image compiles its own)."""
     digest = hashlib.sha256()
-    for name in BUILD_INPUTS:
+    for name in inputs:
         top = root / name
         files = sorted(p for p in top.rglob("*") if p.is_file()) if top.is_dir() else [top]
         for path in files:
@@ -132,7 +140,7 @@ def ensure_base_image(progress: Callable[[str], None] = print) -> None:
         _debootstrap(tarball)
     progress(f"importing {BASE_IMAGE}")
     with tarball.open("rb") as source:
-        subprocess.run([*podman_command(), "import", "-", BASE_IMAGE], stdin=source, env=container_env(), check=True,
+        subprocess.run(["podman", "import", "-", BASE_IMAGE], stdin=source, env=container_env(), check=True,
                        capture_output=True)  # fmt: skip
 
 
@@ -184,8 +192,21 @@ def build_image(tag: str = IMAGE, progress: Callable[[str], None] = print) -> di
     changed; copying the venv into the runtime stage is never cached, so an
     image labelled with this tree's digest is not rebuilt.
     """
+    settings = pip_settings()
+    index = settings.get("index-url", DEFAULT_INDEX)
+    return _build(tag, REPO, "Dockerfile", BUILD_INPUTS, {"VARIANT": "cpu", "CPU_WHEELS": index}, progress)
+
+
+def build_labelstudio_image(progress: Callable[[str], None] = print) -> dict:
+    """Label Studio from PyPI on the same Python base: the compose stack's `labelstudio` on this machine."""
+    context = REPO / "deploy" / "compose"
+    return _build(LABELSTUDIO_IMAGE, context, "labelstudio.Dockerfile", ("labelstudio.Dockerfile",), {}, progress)
+
+
+def _build(tag: str, context: Path, dockerfile: str, inputs: tuple[str, ...], build_args: dict[str, str],
+           progress: Callable[[str], None]) -> dict:  # fmt: skip
     check_tools()
-    digest = source_digest()
+    digest = source_digest(context, inputs)
     if image_digest_label(tag) == digest:
         return {"image": tag, "build_seconds": 0.0, "image_bytes": image_size_bytes(tag), "up_to_date": True}
     ensure_base_image(progress)
@@ -194,17 +215,17 @@ def build_image(tag: str = IMAGE, progress: Callable[[str], None] = print) -> di
     pip_conf.write_text("[global]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items()))
     volumes = [f"{pip_conf}:/etc/pip.conf:ro"]
     volumes += [f"{path}:{path}:ro" for path in sorted(set(pip_mounts(settings)))]
-    index = settings.get("index-url", DEFAULT_INDEX)
+    args = {"PYTHON_IMAGE": BASE_IMAGE, **build_args}
     command = [
-        "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers",
-        "--build-arg", f"PYTHON_IMAGE={BASE_IMAGE}", "--build-arg", "VARIANT=cpu",
-        "--build-arg", f"CPU_WHEELS={index}", "--label", f"{DIGEST_LABEL}={digest}",
+        "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers", "--file", str(context / dockerfile),
+        *[flag for name, value in args.items() for flag in ("--build-arg", f"{name}={value}")],
+        "--label", f"{DIGEST_LABEL}={digest}",
         *[flag for volume in volumes for flag in ("--volume", volume)],
-        "--tag", tag, str(REPO),
+        "--tag", tag, str(context),
     ]  # fmt: skip
     previous = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
-    progress(f"building {tag} from {REPO / 'Dockerfile'} (the first build installs torch and the rest, minutes)")
-    log = image_dir() / "build.log"
+    progress(f"building {tag} from {context / dockerfile} (minutes the first time)")
+    log = image_dir() / f"build-{tag.rsplit('/', 1)[-1].replace(':', '-')}.log"
     started = time.monotonic()
     with log.open("w") as out:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=container_env())

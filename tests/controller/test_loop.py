@@ -211,6 +211,14 @@ def start_loop(config) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def wait_until_not_training(reward: ServiceProcess, timeout_s: float = 30.0) -> None:
+    """A killed controller's training call goes on in the reward service until the service notices the cancel."""
+    with RewardClient(reward.target, token=TOKEN) as client:
+        deadline = time.monotonic() + timeout_s
+        while client.info().training and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
 def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(labelstudio, running, tmp_path):
     reward, policy = running["reward"], running["policy"]
     config = tmp_path / "loop.toml"
@@ -230,11 +238,7 @@ def test_sigkill_of_the_controller_during_training_resumes_without_duplicates(la
     time.sleep(1.0)  # mid-training
     controller.kill()
     controller.wait()
-    with RewardClient(reward.target, token=TOKEN) as client:
-        for _ in range(100):
-            if not client.info().training:
-                break
-            time.sleep(0.1)
+    wait_until_not_training(reward)
 
     controller = start_loop(config)
     wait_for_stage(state_url, "policy", controller)
@@ -264,11 +268,7 @@ def test_a_loop_on_postgresql_resumes_after_a_kill_and_its_store_equals_label_st
     wait_for_stage(database, "reward", controller)
     controller.kill()
     controller.wait()
-    with RewardClient(reward.target, token=TOKEN) as client:
-        for _ in range(300):
-            if not client.info().training:
-                break
-            time.sleep(0.1)
+    wait_until_not_training(reward)
 
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]

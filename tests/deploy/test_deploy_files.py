@@ -136,8 +136,9 @@ def test_the_compose_stack_validates(tmp_path):
     assert refused.returncode != 0 and "in .env" in refused.stderr
 
 
-def test_the_dockerfile_lints_clean():
-    run(tool("hadolint"), "--failure-threshold", "style", "Dockerfile")
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "deploy/compose/labelstudio.Dockerfile"])
+def test_the_dockerfiles_lint_clean(dockerfile):
+    run(tool("hadolint"), "--failure-threshold", "style", dockerfile)
 
 
 def test_kubernetes_manifests_validate_strictly():

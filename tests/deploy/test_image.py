@@ -60,6 +60,13 @@ def wait_serving(container: Container, target: str) -> None:
         pytest.fail(f"{container.name} never served; its log:\n{container.logs()}")
 
 
+def world_readable_copy(source: Path, target: Path) -> Path:
+    """A copy a container's user can read: pytest's own folders are 0700."""
+    shutil.copytree(source, target)
+    subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
+    return target
+
+
 def writable_by_the_image_user(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     shutil.chown(path, USER, USER)
@@ -77,8 +84,8 @@ def mounts(image, tiny_model_dir, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("image-roles")
     root.chmod(0o755)
     models = root / "models"
-    shutil.copytree(tiny_model_dir, models / "tiny")
-    subprocess.run(["chmod", "-R", "a+rX", str(models)], check=True)  # pytest's own folders are 0700
+    models.mkdir(mode=0o755)
+    world_readable_copy(tiny_model_dir, models / "tiny")
     return {"models": {models: "/models:ro"}, "data": writable_by_the_image_user(root / "data"), "root": root}
 
 

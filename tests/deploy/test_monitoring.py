@@ -1,10 +1,8 @@
 """Monitoring with real processes: the catalogue equals what each part exports; a real Prometheus scrapes them."""
 
 import json
-import shutil
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -16,6 +14,7 @@ from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
 from services.tools.service_process import free_port
 from tests.fixtures.metrics_catalogue import catalogue
+from tests.fixtures.prometheus_server import all_up, prometheus_scraping, query, wait_for
 from tests.fixtures.tiny_stack import start_tiny_stack
 
 pytestmark = pytest.mark.integration
@@ -84,52 +83,16 @@ def test_the_catalogue_lists_exactly_what_each_part_exports(parts):
 
 @pytest.fixture
 def prometheus(parts, tmp_path):
-    binary = shutil.which("prometheus")
-    assert binary, "Prometheus is installed by `make test` (Debian package prometheus)"
     targets = {
         "rlhf-reward": parts["reward"].http, "rlhf-policy": parts["policy"].http,
         "rlhf-backend": parts["backend"].http, "rlhf-controller": f"http://127.0.0.1:{parts['controller_port']}",
     }  # fmt: skip
-    jobs = "".join(
-        f"  - job_name: {job}\n    static_configs:\n      - targets: ['{url.removeprefix('http://')}']\n"
-        for job, url in targets.items()
-    )
-    config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n{jobs}")
-    port = free_port()
-    with open(tmp_path / "prometheus.log", "w") as log:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=log,
-        )  # fmt: skip
-        yield f"http://127.0.0.1:{port}"
-        process.terminate()
-        process.wait(30)
-
-
-def query(prometheus: str, promql: str) -> list[dict]:
-    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-    try:
-        reply = json.loads(urllib.request.urlopen(url, timeout=10).read())
-    except OSError:
-        return []  # not up yet
-    assert reply["status"] == "success", reply
-    return reply["data"]["result"]
-
-
-def wait_for(prometheus: str, promql: str, check, timeout_s: float = 60.0) -> list[dict]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = query(prometheus, promql)
-        if result and check(result):
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{promql}: {query(prometheus, promql)}")
+    with prometheus_scraping({job: url.removeprefix("http://") for job, url in targets.items()}, tmp_path) as url:
+        yield url
 
 
 def test_a_real_prometheus_scrapes_every_part_and_sees_the_calls(parts, prometheus):
-    wait_for(prometheus, 'up{job=~"rlhf-.*"}', lambda r: len(r) == 4 and all(s["value"][1] == "1" for s in r))
+    wait_for(prometheus, 'up{job=~"rlhf-.*"}', all_up(4))
     before = query(prometheus, 'rlhf_reward_requests_total{method="Score",code="OK"}')
     scored_before = float(before[0]["value"][1]) if before else 0.0
     with RewardClient(parts["reward"].target) as reward, PolicyClient(parts["policy"].target) as policy:

@@ -1,5 +1,6 @@
 """The preference store and the loop state on both databases: SQLite and a real PostgreSQL server."""
 
+import json
 import threading
 
 import pytest
@@ -72,3 +73,27 @@ def test_the_loop_state_resumes_from_what_it_saved(database_url):
 def test_a_database_without_a_tested_upsert_is_refused_by_name():
     with pytest.raises(InvalidRequestError, match="mysql: the store and the loop state run on"):
         PreferenceStore("mysql://user@host/rlhf")
+
+
+def test_a_webhook_while_postgresql_is_down_gets_503_and_the_next_one_is_stored(tmp_path):
+    from services.tools.postgres_server import PostgresServer
+    from services.tools.service_process import ServiceProcess
+    from tests.system.test_fuzzing import post, real_payload
+
+    server = PostgresServer().start()  # its own: this test stops it
+    backend = None
+    try:
+        url = server.new_database()
+        backend = ServiceProcess("backend", ["--store", url, "--reward-url", "127.0.0.1:1"], tmp_path / "backend.log")
+        backend.wait_ready()
+        body = json.dumps(real_payload()).encode()
+        server.stop("immediate")  # a crash
+        assert post(f"{backend.http}/webhook", body) == 503
+        assert "preference store unavailable" in backend.log()
+        server.restart()
+        assert post(f"{backend.http}/webhook", body) == 200  # the pool reconnects; the backend was never down
+        assert [p.annotation_id for p in PreferenceStore(url).all()] == [700]
+    finally:
+        if backend:
+            backend.stop()
+        server.remove()

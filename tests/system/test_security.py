@@ -115,6 +115,7 @@ def test_the_backend_lets_in_only_the_right_password(secured):
     url = secured["backend"].http
     assert request(f"{url}/versions", headers={"Authorization": basic("ls", PASSWORD)}) != 401
     assert request(f"{url}/health") == 200  # Label Studio's health probe needs no credentials
+    assert request(f"{url}/metrics") == 200  # nor Prometheus, as on the services' metrics ports
 
     @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(header=st.one_of(

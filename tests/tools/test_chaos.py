@@ -9,9 +9,10 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_the_loop_survives_random_kills():
+def test_the_loop_survives_random_kills_the_database_server_among_them():
+    # Seed 12 kills PostgreSQL first, then the backend (webhooks lost while the database was down), then the policy.
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--seed", "3", "--kills", "3", "--iterations", "2"],
+        [sys.executable, "-m", "services.cli", "chaos", "--seed", "12", "--kills", "3", "--iterations", "2"],
         capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert result.stdout.strip(), result.stderr[-4000:]
@@ -19,5 +20,5 @@ def test_the_loop_survives_random_kills():
     assert report["checks"] and all(report["checks"].values()), (report["checks"], result.stderr[-4000:])
     # No kill is made once the loop has finished; on a fast machine that can be before the third.
     assert report["kills_survived"] == len(report["kills"]) >= 2
-    assert {k["component"] for k in report["kills"]} <= {"controller", "reward", "policy", "backend", "labelstudio"}
+    assert [k["component"] for k in report["kills"]][:2] == ["database", "backend"]
     assert result.returncode == 0
