@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,3 +149,13 @@ def _check_table(name: str, table: dict, config_class: type, loop_set: set[str])
         raise InvalidRequestError(
             f"unknown [{name}] setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
         )
+
+
+def toml_text(settings: dict) -> str:
+    """A loop.toml for `settings`: its dict values become [tables]. The values, strings, numbers and
+    booleans, are written as JSON, which TOML reads the same for these."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items() if not isinstance(value, dict)]
+    for name, table in settings.items():
+        if isinstance(table, dict):
+            lines += [f"[{name}]", *(f"{key} = {json.dumps(value)}" for key, value in table.items())]
+    return "\n".join(lines) + "\n"

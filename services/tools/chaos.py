@@ -18,7 +18,6 @@ restarted: SIGKILL, or for PostgreSQL an immediate shutdown, its own crash
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -32,6 +31,7 @@ from labelstudio_backend import labelstudio_server
 from labelstudio_backend.preference_store import PreferenceStore
 from labelstudio_backend.project_setup import init_project, labelstudio_client
 from labelstudio_backend.webhooks import preference_from_annotation
+from services.controller.loop_config import toml_text
 from services.controller.loop_state import LoopState
 from services.models.registry import ModelRegistry
 from services.sim.tiny_model import build_tiny_llama
@@ -70,18 +70,13 @@ class Stack(LocalStack):
             "labelstudio_data_dir": str(self.labelstudio_dir), "project_title": PROJECT, "iterations": iterations,
             "prompts_per_iteration": 4, "candidates": 3, "heldout_prompts": 4, "max_new_tokens": 8, "simulate": True,
             "simulated_annotators": 2, "annotations_per_task": 2, "seed": seed, "service_retry_s": 600,
-        }  # fmt: skip
-        tables = {
             "reward_train": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16},
             "policy_train": {"max_steps": 6, "save_steps": 2, "prompts_per_step": 2, "num_generations": 4,
                              "learning_rate": 1e-2},
             "gates": {"min_rm_accuracy": 0.0, "min_rm_agreement_share": 0.0, "max_rm_accuracy_drop": 1.0,
                       "min_win_rate": 0.0},
         }  # fmt: skip
-        lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        for name, table in tables.items():
-            lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items())]
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text(toml_text(settings))
 
     def start(self, name: str) -> None:
         """Start (or restart) one component."""

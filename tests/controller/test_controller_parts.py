@@ -5,7 +5,7 @@ import pytest
 
 from services.controller.gates import Gates, PromptTally, heldout_figures, policy_gate, reward_gate
 from services.controller.loop import policy_train_settings
-from services.controller.loop_config import LoopConfig
+from services.controller.loop_config import LoopConfig, toml_text
 from services.controller.prompt_selection import order_uncertainty, select_prompts
 from services.core.errors import InvalidRequestError
 from services.reward.ranking import rank_candidates
@@ -164,3 +164,13 @@ def test_the_held_out_split_takes_a_share_of_this_rounds_comparable_prompts():
 def test_bad_loop_settings_are_refused_before_anything_starts(override, message):
     with pytest.raises(InvalidRequestError, match=message):
         LoopConfig(simulate=True, **override).validate()
+
+
+def test_a_written_loop_toml_reads_back_as_the_same_config(tmp_path):
+    settings = {"project_title": 'Say "hi"\\', "iterations": 3, "simulate": True, "random_share": 0.5,
+                "gates": {"min_win_rate": 0.6}, "policy_train": {"max_steps": 8}}  # fmt: skip
+    path = tmp_path / "loop.toml"
+    path.write_text(toml_text(settings))
+    config = LoopConfig.from_toml(path)
+    assert (config.project_title, config.iterations, config.simulate) == ('Say "hi"\\', 3, True)
+    assert config.random_share == 0.5 and config.gates.min_win_rate == 0.6 and config.policy_train == {"max_steps": 8}

@@ -11,6 +11,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.preference_store import PreferenceStore
+from services.controller.loop_config import toml_text
 from services.controller.loop_state import LoopState
 from services.policy.client import PolicyClient
 from services.reward.client import RewardClient
@@ -69,16 +70,7 @@ def write_config(path, labelstudio, reward, policy, title: str, **overrides) -> 
         "reward_train": {"epochs": 4, "learning_rate": 1e-3, "batch_size": 16},
         "policy_train": {"max_steps": 4, "prompts_per_step": 2, "num_generations": 4, "learning_rate": 1e-2},
     }  # fmt: skip
-    settings |= overrides
-    lines = []
-    tables = {k: v for k, v in settings.items() if isinstance(v, dict)}
-    for key, value in settings.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {json.dumps(value)}")
-    for key, table in tables.items():
-        lines.append(f"[{key}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(toml_text(settings | overrides))
 
 
 def loop(*args):

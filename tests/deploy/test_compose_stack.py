@@ -19,6 +19,7 @@ import pytest
 from label_studio_sdk import LabelStudio
 
 from labelstudio_backend.preference_store import PreferenceStore
+from services.controller.loop_config import toml_text
 from services.controller.loop_state import LoopState
 from services.tools.container_image import build_image, build_labelstudio_image, container_env, podman
 from services.tools.service_process import free_port
@@ -68,7 +69,7 @@ class Compose:
 
 
 def loop_config(path: Path, ports: dict[str, int], database: str) -> None:
-    settings = {
+    path.write_text(toml_text({
         "state_url": database, "store_url": database,
         "reward_url": f"127.0.0.1:{ports['REWARD_PORT']}", "policy_url": f"127.0.0.1:{ports['POLICY_PORT']}",
         "labelstudio_url": f"http://127.0.0.1:{ports['LABEL_STUDIO_PORT']}", "project_title": TITLE,
@@ -76,17 +77,11 @@ def loop_config(path: Path, ports: dict[str, int], database: str) -> None:
         "heldout_prompts": 4, "max_new_tokens": 8, "simulate": True, "simulated_annotators": 2,
         "annotations_per_task": 2, "seed": 1, "metrics_port": ports["CONTROLLER_METRICS_PORT"],
         "service_retry_s": 300,
-    }  # fmt: skip
-    tables = {
         "reward_train": {"epochs": 2, "learning_rate": 1e-3, "batch_size": 16},
         "policy_train": {"max_steps": 2, "prompts_per_step": 2, "num_generations": 4},
         "gates": {"min_rm_accuracy": 0.0, "min_rm_agreement_share": 0.0, "max_rm_accuracy_drop": 1.0,
                   "min_win_rate": 0.0},
-    }  # fmt: skip
-    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-    for name, table in tables.items():
-        lines += [f"[{name}]", *(f"{k} = {json.dumps(v)}" for k, v in table.items())]
-    path.write_text("\n".join(lines) + "\n")
+    }))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
