@@ -97,9 +97,8 @@ def check_tools() -> None:
         raise PreconditionError("building and running the image here needs root (its own storage, chroot isolation)")
 
 
-def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", *args], env=container_env(), check=check, capture_output=capture,
-                          text=True)  # fmt: skip
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", *args], env=container_env(), check=check, capture_output=True, text=True)
 
 
 def image_exists(name: str) -> bool:
@@ -206,6 +205,8 @@ def build_labelstudio_image(progress: Callable[[str], None] = print) -> dict:
 def _build(tag: str, context: Path, dockerfile: str, inputs: tuple[str, ...], build_args: dict[str, str],
            progress: Callable[[str], None]) -> dict:  # fmt: skip
     check_tools()
+    if not (context / dockerfile).is_file():
+        raise PreconditionError(f"no {context / dockerfile}: build the images from a checkout of rlhf-loop")
     digest = source_digest(context, inputs)
     if image_digest_label(tag) == digest:
         return {"image": tag, "build_seconds": 0.0, "image_bytes": image_size_bytes(tag), "up_to_date": True}
