@@ -8,6 +8,7 @@ in a real PostgreSQL server on the host.
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def serve(name: str, role: str, port: int, metrics_port: int | None, args: list[
 def wait_serving(container: Container, target: str) -> None:
     try:
         with GrpcClient(target) as client:
-            client.wait_ready(timeout_s=300)  # the first start of a container copies the image's files (vfs)
+            client.wait_ready(timeout_s=300)  # on vfs storage, a container first copies all of the image
     except TimeoutError:
         pytest.fail(f"{container.name} never served; its log:\n{container.logs()}")
 
@@ -75,7 +76,7 @@ def writable_by_the_image_user(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    """The image, built (or found up to date in buildah's layer cache) from this checkout."""
+    """The image, built from this checkout, or found holding it already (its source-digest label)."""
     return build_image(progress=print)["image"]
 
 
@@ -143,7 +144,7 @@ def test_the_backend_role_stores_a_webhook_in_postgresql(mounts, reward, postgre
                     health = reply.status
                     break
             except OSError:
-                subprocess.run(["sleep", "1"], check=True)
+                time.sleep(1)
         assert health == 200, container.logs()
         assert post(f"{url}/webhook", json.dumps(real_payload()).encode()) == 200
         stored = PreferenceStore(store_url).all()
