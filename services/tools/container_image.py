@@ -42,6 +42,7 @@ TOOLS = ("debootstrap", "buildah", "podman", "runc")
 BUILD_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "constraints.txt", "README.md", "protos", "services",
                 "labelstudio_backend")  # fmt: skip
 DIGEST_LABEL = "rlhf-loop.source-digest"
+BuildArgs = Callable[[dict[str, str]], dict[str, str]]  # the Dockerfile's build arguments, from pip's settings
 
 
 def image_dir() -> Path:
@@ -191,18 +192,21 @@ def build_image(tag: str = IMAGE, progress: Callable[[str], None] = print) -> di
     changed; copying the venv into the runtime stage is never cached, so an
     image labelled with this tree's digest is not rebuilt.
     """
-    settings = pip_settings()
-    index = settings.get("index-url", DEFAULT_INDEX)
-    return _build(tag, REPO, "Dockerfile", BUILD_INPUTS, {"VARIANT": "cpu", "CPU_WHEELS": index}, progress)
+
+    def build_args(pip: dict[str, str]) -> dict[str, str]:
+        return {"VARIANT": "cpu", "CPU_WHEELS": pip.get("index-url", DEFAULT_INDEX)}
+
+    return _build(tag, REPO, "Dockerfile", BUILD_INPUTS, build_args, progress)
 
 
 def build_labelstudio_image(progress: Callable[[str], None] = print) -> dict:
     """Label Studio from PyPI on the same Python base: the compose stack's `labelstudio` on this machine."""
     context = REPO / "deploy" / "compose"
-    return _build(LABELSTUDIO_IMAGE, context, "labelstudio.Dockerfile", ("labelstudio.Dockerfile",), {}, progress)
+    return _build(LABELSTUDIO_IMAGE, context, "labelstudio.Dockerfile", ("labelstudio.Dockerfile",),
+                  lambda pip: {}, progress)  # fmt: skip
 
 
-def _build(tag: str, context: Path, dockerfile: str, inputs: tuple[str, ...], build_args: dict[str, str],
+def _build(tag: str, context: Path, dockerfile: str, inputs: tuple[str, ...], build_args: BuildArgs,
            progress: Callable[[str], None]) -> dict:  # fmt: skip
     check_tools()
     if not (context / dockerfile).is_file():
@@ -216,7 +220,7 @@ def _build(tag: str, context: Path, dockerfile: str, inputs: tuple[str, ...], bu
     pip_conf.write_text("[global]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items()))
     volumes = [f"{pip_conf}:/etc/pip.conf:ro"]
     volumes += [f"{path}:{path}:ro" for path in sorted(set(pip_mounts(settings)))]
-    args = {"PYTHON_IMAGE": BASE_IMAGE, **build_args}
+    args = {"PYTHON_IMAGE": BASE_IMAGE, **build_args(settings)}
     command = [
         "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers", "--file", str(context / dockerfile),
         *[flag for name, value in args.items() for flag in ("--build-arg", f"{name}={value}")],

@@ -171,7 +171,5 @@ def test_one_iteration_runs_through_the_containers_and_every_part_is_scraped(sta
 def test_the_containers_run_as_the_images_users(stack):
     compose = stack["compose"]
     for service, user in (("reward", "10001"), ("labelstudio", "1001")):
-        done = subprocess.run(["podman", "exec", compose.container(service), "id", "-u"], env=compose.env,
-                              capture_output=True, text=True, check=True)  # fmt: skip
-        assert done.stdout.strip() == user, service
+        assert podman("exec", compose.container(service), "id", "-u").stdout.strip() == user, service
     assert os.geteuid() == 0  # the build and the runs need root here; the containers do not
