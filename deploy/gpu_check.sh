@@ -15,7 +15,7 @@ if [ -n "${WHEELS:-}" ]; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/rlhf-site "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/rlhf-site:$PWD
 else
-  "$PY" -c "import services, trl, grpc_health" 2>/dev/null || "$PY" -m pip install -q -e .
+  "$PY" -c "import services, trl, grpc_health" 2>/dev/null || "$PY" -m pip install -q -e '.[server]'
 fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__)"

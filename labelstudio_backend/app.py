@@ -21,11 +21,12 @@ import grpc
 import sqlalchemy.exc
 from aiohttp import web
 
+from labelstudio_backend.annotation_context import PredictionLookup, labelstudio_predictions
 from labelstudio_backend.candidates import fill_tasks
 from labelstudio_backend.metrics import BackendMetrics
-from labelstudio_backend.predictions import prediction
+from labelstudio_backend.predictions import is_pre_ranked, prediction
 from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
-from labelstudio_backend.project_setup import labelstudio_client, project_candidates
+from labelstudio_backend.project_setup import labelstudio_client, project_candidates, project_pre_rank
 from labelstudio_backend.results import ResultRejectedError, task_candidates
 from labelstudio_backend.templates import template_of
 from labelstudio_backend.webhooks import (
@@ -44,6 +45,7 @@ from services.rpc.server_runtime import metrics_route
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a predict batch of a few hundred long tasks; more is refused with 413
+PRE_RANK_REFRESH_S = 30.0  # a changed `project init --pre-rank` takes effect this soon
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Backend:
             config.reward_target, token=config.reward_token, tls_ca=config.reward_tls_ca, timeout_s=60
         )
         self._background: set[asyncio.Task] = set()
+        self._pre_rank: dict[int, tuple[float, float]] = {}  # project -> (read at, share)
 
     # -- routes ----------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -144,8 +147,17 @@ class Backend:
         if not isinstance(tasks, list):
             raise InvalidRequestError("predict needs a 'tasks' list")
         template = template_of(str(body.get("label_config") or ""))
+        project_id = _project_id(body.get("project"))
+        share = await asyncio.to_thread(self._pre_rank_share, project_id)
         # One Rank call per task, all at once: the reward service's batcher merges them.
-        results = await asyncio.gather(*(self._predict_one(task, template) for task in tasks))
+        results = await asyncio.gather(
+            *(
+                self._predict_one(task, template)
+                if is_pre_ranked(project_id, task.get("id") if isinstance(task, dict) else None, share)
+                else _no_prediction()
+                for task in tasks
+            )
+        )
         self.metrics.predictions.inc(sum(1 for r in results if r))
         self.metrics.predict_latency.observe(time.perf_counter() - started)
         return web.json_response({"results": results})
@@ -167,6 +179,30 @@ class Backend:
             log.warning("task not pre-ranked", extra={"reason": error.details()})
             return []  # e.g. a candidate over the length limit
         return prediction(template, ids, ranked)
+
+    def _predictions(self) -> PredictionLookup | None:
+        """Where the pre-ranking an annotation started from is read (None without Label Studio's address)."""
+        c = self.config
+        if not (c.labelstudio_url and c.labelstudio_token):
+            return None
+        return labelstudio_predictions(labelstudio_client(c.labelstudio_url, c.labelstudio_token))
+
+    def _pre_rank_share(self, project_id: int | None) -> float:
+        """The share of the project's tasks to pre-rank (`project init --pre-rank`), read at most every 30 s.
+
+        Without Label Studio's address the backend cannot read it and pre-ranks
+        every task it is asked about: the project's "show predictions" setting,
+        which `project init` sets with the share, then decides what people see.
+        """
+        c = self.config
+        if project_id is None or not (c.labelstudio_url and c.labelstudio_token):
+            return 1.0
+        cached = self._pre_rank.get(project_id)
+        if cached is None or time.monotonic() - cached[0] > PRE_RANK_REFRESH_S:
+            client = labelstudio_client(c.labelstudio_url, c.labelstudio_token)
+            cached = (time.monotonic(), project_pre_rank(client, project_id))
+            self._pre_rank[project_id] = cached
+        return cached[1]
 
     async def webhook(self, request: web.Request) -> web.Response:
         payload = await _json_object(request)
@@ -194,7 +230,7 @@ class Backend:
         project = payload.get("project")
         label_config = str(project.get("label_config", "")) if isinstance(project, dict) else ""
         if action in ANNOTATION_EVENTS:
-            return handle_annotation_event(self.store, payload, label_config)
+            return handle_annotation_event(self.store, payload, label_config, self._predictions())
         if action == "ANNOTATIONS_DELETED":
             return handle_annotations_deleted(self.store, payload)
         if action == "START_TRAINING":
@@ -240,6 +276,16 @@ class Backend:
     def _agreement(self) -> float:
         agreement = pairwise_agreement(self.store.all())["agreement"]
         return float("nan") if agreement is None else agreement
+
+
+def _project_id(value: object) -> int | None:
+    """Label Studio names the project "<id>.<created_at>" in /predict."""
+    head = str(value).split(".", 1)[0] if value is not None else ""
+    return int(head) if head.isdigit() else None
+
+
+async def _no_prediction() -> list:
+    return []
 
 
 @web.middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 
 from labelstudio_backend.templates import Template, ranking_result
@@ -22,3 +23,17 @@ def prediction(template: Template, candidate_ids: list[str], ranked: RankResult)
         "score": confidence,
         "model_version": ranked.version,
     }
+
+
+def is_pre_ranked(project_id: int | None, task_id: object, share: float) -> bool:
+    """Whether this task opens with the reward model's pre-ranking: a fixed `share` of tasks, chosen by id.
+
+    The choice hashes the ids, so a task keeps its answer on every request and
+    the pre-ranked tasks are a random-like sample: a controlled experiment.
+    """
+    if share >= 1.0:
+        return True
+    if share <= 0.0 or isinstance(task_id, bool) or not isinstance(task_id, int):
+        return False
+    digest = hashlib.sha256(f"{project_id}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share

@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
+    Float,
     Integer,
     MetaData,
     String,
@@ -24,7 +26,9 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
 )
+from sqlalchemy.engine import Connection
 
 from services.core.database import Schema, open_database, upsert
 from services.core.rankings import Ranking
@@ -42,6 +46,13 @@ preferences = Table(
     Column("tiers", JSON, nullable=False),
     Column("policy_version", String(64), nullable=False, default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # How the annotator met the task (version 2): the order it was shown in, whether that was the
+    # reward model's pre-ranking, how far the submission moved from it, and the time spent.
+    Column("shown_order", JSON, nullable=True),
+    Column("from_prediction", Boolean, nullable=False, server_default="0"),
+    Column("prediction_version", String(64), nullable=True),
+    Column("prediction_distance", Float, nullable=True),
+    Column("lead_time_s", Float, nullable=True),
 )
 training_requests = Table(
     "training_requests",
@@ -51,7 +62,21 @@ training_requests = Table(
     Column("requested_at", DateTime(timezone=True), nullable=False),
     Column("consumed_at", DateTime(timezone=True), nullable=True),
 )
-SCHEMA = Schema("preference_store", metadata)  # version 1: no migrations yet
+
+
+def _add_annotation_context(db: Connection) -> None:
+    """Version 1 -> 2: rows from before hold no display order, prediction or lead time (NULL / false)."""
+    for column in (
+        "shown_order JSON",
+        "from_prediction BOOLEAN NOT NULL DEFAULT false",
+        "prediction_version VARCHAR(64)",
+        "prediction_distance FLOAT",
+        "lead_time_s FLOAT",
+    ):
+        db.execute(text(f"ALTER TABLE preferences ADD COLUMN {column}"))
+
+
+SCHEMA = Schema("preference_store", metadata, (_add_annotation_context,))
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,16 @@ class StoredPreference:
     annotator: str
     ranking: Ranking
     policy_version: str = ""
+    shown_order: tuple[int, ...] | None = None  # candidate indices as first shown, top (or left) first
+    from_prediction: bool = False  # the task opened with the reward model's pre-ranking
+    prediction_version: str | None = None  # the reward model version that pre-ranked it
+    prediction_distance: float | None = None  # Kendall distance of the submission from it; 0 = untouched
+    lead_time_s: float | None = None  # Label Studio's time on the annotation, in seconds
+
+    @property
+    def untouched_prediction(self) -> bool:
+        """Submitted exactly as the reward model pre-ranked it: the model's echo, not the annotator's own view."""
+        return self.from_prediction and self.prediction_distance == 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +117,11 @@ def _row(p: StoredPreference) -> dict:
         "tiers": [list(t) for t in p.ranking.tiers],
         "policy_version": p.policy_version,
         "updated_at": datetime.now(UTC),
+        "shown_order": list(p.shown_order) if p.shown_order is not None else None,
+        "from_prediction": p.from_prediction,
+        "prediction_version": p.prediction_version,
+        "prediction_distance": p.prediction_distance,
+        "lead_time_s": p.lead_time_s,
     }
 
 
@@ -93,13 +133,26 @@ def _from_row(row) -> StoredPreference:
         annotator=row.annotator,
         source=f"labelstudio:annotation:{row.annotation_id}",
     )
-    return StoredPreference(row.annotation_id, row.project_id, row.task_id, row.annotator, ranking, row.policy_version)
+    return StoredPreference(
+        row.annotation_id, row.project_id, row.task_id, row.annotator, ranking, row.policy_version,
+        shown_order=tuple(row.shown_order) if row.shown_order is not None else None,
+        from_prediction=bool(row.from_prediction), prediction_version=row.prediction_version,
+        prediction_distance=row.prediction_distance, lead_time_s=row.lead_time_s,
+    )  # fmt: skip
+
+
+def _content(r: Ranking) -> tuple:
+    return (r.annotator, r.prompt, r.candidates, r.tiers)
 
 
 def _same(a: StoredPreference, b: StoredPreference) -> bool:
-    return (a.task_id, a.annotator, a.ranking.prompt, a.ranking.candidates, a.ranking.tiers) == (
-        b.task_id, b.annotator, b.ranking.prompt, b.ranking.candidates, b.ranking.tiers
-    )  # fmt: skip
+    """Equal but for the row's own id and time: a repeated delivery is no change."""
+    return _comparable(a) == _comparable(b)
+
+
+def _comparable(p: StoredPreference) -> tuple:
+    return (p.task_id, p.annotator, p.ranking.prompt, p.ranking.candidates, p.ranking.tiers, p.policy_version,
+            p.shown_order, p.from_prediction, p.prediction_version, p.prediction_distance, p.lead_time_s)  # fmt: skip
 
 
 class PreferenceStore:
@@ -147,6 +200,37 @@ class PreferenceStore:
                 updated += self.upsert(p)
         removed = sum(self.delete(a) for a in stored.keys() - wanted.keys())
         return SyncReport(added, updated, removed)
+
+    def add_new(self, project_id: int, rankings: Iterable[Ranking]) -> int:
+        """Add the rankings the project does not hold yet (same annotator, prompt, candidates and order); how many.
+
+        For rows of no Label Studio annotation (imports): ids, and a task id per
+        prompt, are allocated below the smallest in the store inside one
+        transaction; a concurrent writer that took them first makes the plain
+        INSERT fail, and nothing is written, rather than one overwriting the other.
+        """
+        with self.engine.begin() as db:
+            held = [_from_row(r) for r in db.execute(select(preferences).where(preferences.c.project_id == project_id))]
+            seen = {_content(p.ranking) for p in held}
+            tasks = {p.ranking.prompt: p.task_id for p in held}
+            lowest_id, lowest_task = db.execute(
+                select(func.min(preferences.c.annotation_id), func.min(preferences.c.task_id))
+            ).one()
+            next_id, next_task = min(lowest_id or 0, 0) - 1, min(lowest_task or 0, 0) - 1
+            rows = []
+            for ranking in rankings:
+                if _content(ranking) in seen:
+                    continue
+                seen.add(_content(ranking))
+                if ranking.prompt not in tasks:
+                    tasks[ranking.prompt], next_task = next_task, next_task - 1
+                rows.append(
+                    _row(StoredPreference(next_id, project_id, tasks[ranking.prompt], ranking.annotator, ranking))
+                )
+                next_id -= 1
+            if rows:
+                db.execute(preferences.insert(), rows)
+        return len(rows)
 
     # -- training requests (the UI's "start training"; the controller consumes them) -------------
     def request_training(self, project_id: int) -> int:

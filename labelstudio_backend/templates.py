@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Responses keep their line breaks; the candidate ids ("c0", ...) the List shows are hidden.
+# What Label Studio 1.23 renders (read from its DOM and bundle): a List item (Ranker) is
+# div.htx-ranker-item > div.itemTitle--… (the title), p.itemLine--… (the body), p.itemLine--… (the id);
+# the id paragraph always comes last. Label Studio escapes ">" in a Style (a child combinator would void the
+# rule), hence descendant selectors. The CSS-module suffixes (itemLine--J7fhn) change with every Label
+# Studio build, htx-ranker-item and the order do not. A Text tag is div.lsf-richtext__container holding
+# one span per line with <br> between. Responses keep their line breaks and indentation (Markdown shows as
+# the plain text it is: lists stay readable), and a long unbroken token (a URL, code) wraps instead of
+# widening the page.
 _STYLE = """
   <Style>
-    .htx-text, [class*="list-item"] { white-space: pre-wrap; }
-    [class*="itemId"], [class*="item-id"], [class*="_id"] { display: none !important; }
+    .htx-ranker-item p, .lsf-richtext__container { white-space: pre-wrap; overflow-wrap: anywhere; }
+    .htx-ranker-item p:last-child { display: none; }
   </Style>"""
 
 BUCKETS = ("best", "acceptable", "bad")
@@ -43,13 +50,31 @@ def ranker_config(buckets: tuple[str, ...] = ()) -> str:
 </View>"""
 
 
+# Pairwise selects a side by a click on its Text (a second click unselects it). A tie is a separate choice:
+# "Equally good" and "Both bad" both mean neither response is better, so they give no training pair;
+# choosing a side and a tie at once is refused by results.py. Side by side, the names left/right are what
+# the annotator sees; min-width 0 lets a column shrink below its longest token.
+TIE_CHOICES_NAME = "tie"
+TIE_CHOICES = {"Equally good": "g", "Both bad": "n"}  # value -> hotkey (letters Label Studio binds to nothing here)
+_TIE_TAGS = "".join(f'\n    <Choice value="{value}" hotkey="{key}"/>' for value, key in TIE_CHOICES.items())
 PAIRWISE_CONFIG = f"""<View>{_STYLE}
   <Header value="Prompt"/>
   <Text name="prompt" value="$prompt"/>
-  <Header value="Which response is better?"/>
-  <Text name="answer1" value="$answer1"/>
-  <Text name="answer2" value="$answer2"/>
+  <Header value="Click the better response"/>
+  <View style="display: grid; grid-template-columns: 1fr 1fr; gap: 16px">
+    <View style="min-width: 0">
+      <Header value="Left" size="5"/>
+      <Text name="answer1" value="$answer1"/>
+    </View>
+    <View style="min-width: 0">
+      <Header value="Right" size="5"/>
+      <Text name="answer2" value="$answer2"/>
+    </View>
+  </View>
   <Pairwise name="comparison" toName="answer1,answer2"/>
+  <Header value="Or, when neither is better" size="5"/>
+  <Choices name="{TIE_CHOICES_NAME}" toName="answer1" choice="single" showInline="true">{_TIE_TAGS}
+  </Choices>
 </View>"""
 
 TEMPLATES = {

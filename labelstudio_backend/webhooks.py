@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labelstudio_backend.annotation_context import PredictionLookup, annotation_context
 from labelstudio_backend.preference_store import PreferenceStore, StoredPreference
 from labelstudio_backend.results import ranking_from_result
 from labelstudio_backend.templates import template_of
@@ -35,9 +36,13 @@ def _annotator(annotation: dict) -> str:
 
 
 def preference_from_annotation(
-    annotation: object, task: object, project_id: int, label_config: str
+    annotation: object, task: object, project_id: int, label_config: str, predictions: PredictionLookup | None = None
 ) -> StoredPreference:
-    """An annotation (as in webhooks and exports) -> StoredPreference; raises on anything that does not fit."""
+    """An annotation (as in webhooks and exports) -> StoredPreference; raises on anything that does not fit.
+
+    `predictions` finds the pre-ranking an annotation started from when the
+    task does not carry it (webhooks send the task without its predictions).
+    """
     if not isinstance(annotation, dict) or not isinstance(task, dict):
         raise InvalidRequestError("annotation and task must be objects")
     annotation_id = _int(annotation.get("id"), "annotation.id")
@@ -46,20 +51,26 @@ def preference_from_annotation(
     if not isinstance(data, dict):
         raise InvalidRequestError("task.data must be an object")
     annotator = _annotator(annotation)
+    template = template_of(label_config)
     ranking = ranking_from_result(
-        annotation.get("result"), data, template_of(label_config), annotator, f"labelstudio:annotation:{annotation_id}"
+        annotation.get("result"), data, template, annotator, f"labelstudio:annotation:{annotation_id}"
     )
     policy_version = (
         (data.get("generation") or {}).get("policy_version", "") if isinstance(data.get("generation"), dict) else ""
     )
-    return StoredPreference(annotation_id, project_id, task_id, annotator, ranking, str(policy_version))
+    context = annotation_context(annotation, task, ranking, template, predictions)
+    return StoredPreference(
+        annotation_id, project_id, task_id, annotator, ranking, str(policy_version), **vars(context)
+    )
 
 
 def is_cancelled(annotation: dict) -> bool:
     return bool(annotation.get("was_cancelled"))
 
 
-def handle_annotation_event(store: PreferenceStore, payload: dict, label_config: str) -> Outcome:
+def handle_annotation_event(
+    store: PreferenceStore, payload: dict, label_config: str, predictions: PredictionLookup | None = None
+) -> Outcome:
     annotation, task, project = payload.get("annotation"), payload.get("task"), payload.get("project")
     if not isinstance(annotation, dict) or not isinstance(project, dict):
         raise InvalidRequestError("annotation events need 'annotation' and 'project' objects")
@@ -67,7 +78,9 @@ def handle_annotation_event(store: PreferenceStore, payload: dict, label_config:
         # A skipped annotation is no ranking; if it replaced one, the old ranking goes.
         removed = store.delete(_int(annotation.get("id"), "annotation.id"))
         return Outcome("deleted" if removed else "ignored", "cancelled/skipped annotation")
-    preference = preference_from_annotation(annotation, task, _int(project.get("id"), "project.id"), label_config)
+    preference = preference_from_annotation(
+        annotation, task, _int(project.get("id"), "project.id"), label_config, predictions
+    )
     return Outcome("stored" if store.upsert(preference) else "unchanged", f"annotation {preference.annotation_id}")
 
 

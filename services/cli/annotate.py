@@ -26,6 +26,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     simulate.add_argument("--limit", type=int, help="tasks per annotator (default: all it has not done)")
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument(
+        "--anchoring",
+        type=_probability,
+        default=0.0,
+        help="chance that an annotator submits a shown pre-ranking unchanged (default 0)",
+    )
     add_labelstudio_options(simulate)
     simulate.set_defaults(func=_simulate)
 
@@ -47,7 +53,14 @@ def _simulate(args: argparse.Namespace) -> int:
         groups = project_gold_groups(labelstudio_client(url, token), args.project, gold)
         temperature = calibrate_temperature(groups, args.target_agreement) if groups else 0.26
     accounts = Path(args.data_dir or default_data_dir()) / "simulated-annotators.json"
-    annotators = simulated_annotators(url, token, accounts, args.annotators, temperature, args.seed)
+    annotators = simulated_annotators(url, token, accounts, args.annotators, temperature, args.seed, args.anchoring)
     counts = {a.user_id: len(a.annotate(args.project, gold, args.limit)) for a in annotators}
     print(json.dumps({"temperature": temperature, "annotations_by_user": counts}))
     return 0
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value

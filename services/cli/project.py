@@ -1,4 +1,4 @@
-"""`rlhf-loop project init`, `tasks import`, `sync`, `prefs stats`: a Label Studio project and its preferences."""
+"""`rlhf-loop project init`, `tasks import`, `sync`: a Label Studio project and its tasks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from services.core.env import BACKEND_PASSWORD_ENV, WEBHOOK_SECRET_ENV
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    """Add `project init`, `tasks import`, `sync` and `prefs stats`."""
+    """Add `project init`, `tasks import` and `sync`."""
     project = commands.add_parser("project", help="Label Studio projects").add_subparsers(
         dest="project_command", required=True
     )
@@ -20,10 +20,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     tasks = commands.add_parser("tasks", help="Label Studio tasks").add_subparsers(dest="tasks_command", required=True)
     _add_tasks_import(tasks.add_parser("import", help="generate candidates for prompts (JSONL), then import them"))
     _add_sync(commands.add_parser("sync", help="make the preference store equal to Label Studio's export"))
-    prefs = commands.add_parser("prefs", help="the preference store").add_subparsers(
-        dest="prefs_command", required=True
-    )
-    _add_prefs_stats(prefs.add_parser("stats", help="counts, inter-annotator agreement, merged preferences"))
 
 
 def _add_init(init: argparse.ArgumentParser) -> None:
@@ -32,13 +28,28 @@ def _add_init(init: argparse.ArgumentParser) -> None:
     init.add_argument("--candidates", type=int, default=4, help="candidates per task (Pairwise always 2)")
     init.add_argument("--backend-url", default="http://127.0.0.1:9091", help="where Label Studio reaches the backend")
     init.add_argument("--basic-auth-user", help=f"the backend's basic-auth user (password in ${BACKEND_PASSWORD_ENV})")
+    init.add_argument(
+        "--instructions",
+        type=Path,
+        help="shown to annotators before the first task: an .html file as it is, any other as plain text "
+        "(default: the built-in guide to what 'better' means)",
+    )
+    init.add_argument(
+        "--pre-rank",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of tasks (0-1) that open pre-ranked by the reward model; 0, the default, avoids anchoring",
+    )
     add_labelstudio_options(init)
     init.set_defaults(func=_init)
 
 
 def _init(args: argparse.Namespace) -> int:
+    from labelstudio_backend.instructions import DEFAULT_INSTRUCTIONS, read_instructions
     from labelstudio_backend.project_setup import init_project, labelstudio_client
 
+    instructions = read_instructions(args.instructions) if args.instructions else DEFAULT_INSTRUCTIONS
     url, token = labelstudio_login(args)
     setup = init_project(
         labelstudio_client(url, token),
@@ -48,6 +59,8 @@ def _init(args: argparse.Namespace) -> int:
         basic_auth=basic_auth(args),
         webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
         candidates=args.candidates,
+        instructions=instructions,
+        pre_rank=args.pre_rank,
     )
     print(json.dumps(vars(setup) | {"url": f"{url}/projects/{setup.project_id}"}, indent=2))
     return 0
@@ -98,21 +111,4 @@ def _sync(args: argparse.Namespace) -> int:
     url, token = labelstudio_login(args)
     report = sync_project(labelstudio_client(url, token), PreferenceStore(args.store), args.project)
     print(json.dumps(vars(report)))
-    return 0
-
-
-def _add_prefs_stats(stats: argparse.ArgumentParser) -> None:
-    stats.add_argument("--store", default="sqlite:///preferences.db")
-    stats.add_argument("--project", type=int)
-    stats.add_argument("--merged", action="store_true", help="include the merged preference of every pair")
-    stats.set_defaults(func=_prefs_stats)
-
-
-def _prefs_stats(args: argparse.Namespace) -> int:
-    from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
-
-    report = pairwise_agreement(PreferenceStore(args.store).all(args.project))
-    if not args.merged:
-        report.pop("merged")
-    print(json.dumps(report, indent=2))
     return 0

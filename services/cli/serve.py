@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,31 @@ def _add_server_options(parser: argparse.ArgumentParser, port: int, metrics_port
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate chain; with --tls-key enables TLS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key")
     parser.add_argument("--log-level", default="INFO")
+
+
+def _require_server_extras(role: str) -> None:
+    """Exit with one line, not an import traceback, when the `server` extra is not installed.
+
+    The base install is only the clients (`rlhf-loop[client]`); every role needs torch, transformers and the rest.
+    """
+    try:
+        requirements = metadata.requires("rlhf-loop") or []
+    except metadata.PackageNotFoundError:
+        return  # run from a source tree that was never installed: no list to check against
+    missing = []
+    for requirement in requirements:
+        if 'extra == "server"' in requirement:
+            name = re.match(r"[A-Za-z0-9._-]+", requirement).group()
+            try:
+                metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                missing.append(name)
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        sys.exit(
+            f"rlhf-loop serve {role}: {', '.join(missing[:3])}{more} not installed; "
+            "a service needs the server extras: pip install 'rlhf-loop[server]'"
+        )
 
 
 def _auth_token(args: argparse.Namespace) -> str | None:
@@ -94,6 +121,7 @@ def _add_reward(reward: argparse.ArgumentParser) -> None:
 
 
 def _reward(args: argparse.Namespace) -> int:
+    _require_server_extras("reward")
     from services.reward.server import main
     from services.reward.service import RewardServiceConfig
 
@@ -137,6 +165,7 @@ def _add_policy(policy: argparse.ArgumentParser) -> None:
 
 
 def _policy(args: argparse.Namespace) -> int:
+    _require_server_extras("policy")
     from services.policy.server import main
     from services.policy.service import PolicyServiceConfig
 
@@ -179,12 +208,15 @@ def _add_backend(backend: argparse.ArgumentParser) -> None:
 
 
 def _backend(args: argparse.Namespace) -> int:
+    _require_server_extras("backend")
     from labelstudio_backend.app import BackendConfig, main
     from services.core.structured_logging import configure_logging
 
     configure_logging(args.log_level)
     url, token = (None, None)
-    if args.policy_url:  # Label Studio's API is needed only to write candidates into new tasks
+    # Label Studio's API writes candidates into new tasks, and reads each project's pre-rank share and the
+    # pre-ranking an annotation started from; without it rankings are stored all the same.
+    if args.policy_url or args.labelstudio_url:
         url, token = labelstudio_login(args)
     config = BackendConfig(
         store_url=args.store,

@@ -71,6 +71,8 @@ def judged_tasks(tasks: Sequence[dict], project_id: int, label_config: str) -> l
     for preference in exported_preferences(list(tasks), project_id, label_config):
         task = next(t for t in tasks if t["id"] == preference.task_id)
         best = preference.ranking.tiers[0]
+        # A tie ("Equally good" or "Both bad": both answers in one tier) counts as half a win: the person
+        # looked and saw no difference, which is evidence the new policy is no worse, not a missing answer.
         vote = 0.5 if len(best) == 2 else float(best[0] == task["data"]["evaluation"]["new_index"])
         votes.setdefault(preference.task_id, []).append(vote)
     judged = []

@@ -27,8 +27,9 @@ import httpx
 import requests
 from sqlalchemy.exc import OperationalError
 
+from labelstudio_backend.instructions import DEFAULT_INSTRUCTIONS
 from labelstudio_backend.labelstudio_server import default_data_dir, labelstudio_credentials
-from labelstudio_backend.preference_store import PreferenceStore, pairwise_agreement
+from labelstudio_backend.preference_store import PreferenceStore, StoredPreference, pairwise_agreement
 from labelstudio_backend.project_setup import find_or_create_project, labelstudio_client, sdk_field
 from labelstudio_backend.sync import sync_project
 from labelstudio_backend.templates import TEMPLATES, candidate_data
@@ -122,9 +123,12 @@ class RlhfLoop:
             reward.wait_ready(120)
             policy.wait_ready(600)
             versions = {"reward": reward.info().active_version, "policy": policy.info().active_version}
+        # A project the loop makes shows the instructions and opens tasks in their shuffled order: Label
+        # Studio's default would show predictions (`project init --pre-rank` sets a share for a project).
         project, _ = find_or_create_project(
-            self._labelstudio(), self.config.project_title, TEMPLATES[self.config.template].label_config
-        )
+            self._labelstudio(), self.config.project_title, TEMPLATES[self.config.template].label_config,
+            show_collab_predictions=False, expert_instruction=DEFAULT_INSTRUCTIONS, show_instruction=True,
+        )  # fmt: skip
         self.project_id = project.id
         return {"project_id": project.id, "active": versions}
 
@@ -321,7 +325,8 @@ class RlhfLoop:
         sync = sync_project(client, self.store, self.project_id)
         mine = [p for p in self.store.all(self.project_id) if p.task_id in set(record["task_ids"])]
         return {**result, "rankings": len(mine), "agreement": pairwise_agreement(mine)["agreement"],
-                "sync": vars(sync)}  # fmt: skip
+                "from_prediction": sum(p.from_prediction for p in mine),
+                "untouched_prerankings": sum(p.untouched_prediction for p in mine), "sync": vars(sync)}  # fmt: skip
 
     def _simulate_annotators(self, project_id: int, temperature: float, seed: int) -> None:
         """Simulated annotators (real Label Studio accounts) answer every task of the project they have not."""
@@ -330,7 +335,7 @@ class RlhfLoop:
         data_dir = Path(self.config.labelstudio_data_dir) if self.config.labelstudio_data_dir else default_data_dir()
         annotators = simulated_annotators(
             self.labelstudio_url, self.labelstudio_token, data_dir / "simulated-annotators.json",
-            self.config.simulated_annotators, temperature, seed,
+            self.config.simulated_annotators, temperature, seed, self.config.simulated_anchoring,
         )  # fmt: skip
         for annotator in annotators:
             annotator.annotate(project_id, self.gold)
@@ -355,7 +360,7 @@ class RlhfLoop:
     def _reward(self, number: int, record: dict) -> dict:
         """Train on every ranking so far but this round's held-out prompts; gate new vs active on those."""
         c = self.config
-        stored = self.store.all(self.project_id)
+        stored, untouched = self._training_preferences()
         rankings = [p.ranking for p in stored]
         heldout_prompts = heldout_split([s["prompt"] for s in record["selected"]], rankings, c.rm_heldout_share,
                                         c.seed + number)  # fmt: skip
@@ -387,7 +392,17 @@ class RlhfLoop:
         return {"reward_version": version.id, "rm_accuracy": figures.accuracy,
                 "rm_baseline_accuracy": figures.active_accuracy, "rm_agreement": figures.agreement,
                 "rm_heldout_pairs": sum(t.pairs for t in tallies), "rm_heldout_prompts": len(heldout_prompts),
-                "rm_train_rankings": len(train), "rm_init_version": init, "rm_reasons": reasons}  # fmt: skip
+                "rm_train_rankings": len(train), "rm_init_version": init, "rm_reasons": reasons,
+                "rm_untouched_prerankings": untouched,
+                "rm_untouched_excluded": untouched if c.untouched_prerankings == "exclude" else 0}  # fmt: skip
+
+    def _training_preferences(self) -> tuple[list[StoredPreference], int]:
+        """(the project's rankings to train on, how many were submitted exactly as pre-ranked)."""
+        stored = self.store.all(self.project_id)
+        untouched = sum(p.untouched_prediction for p in stored)
+        if self.config.untouched_prerankings == "exclude":  # the reward model's own order echoed: no information
+            stored = [p for p in stored if not p.untouched_prediction]
+        return stored, untouched
 
     def _policy(self, number: int, record: dict) -> dict:
         c = self.config
@@ -396,7 +411,7 @@ class RlhfLoop:
             return {"policy_version": None, "policy_skipped": "no trained reward model has passed its gate yet"}
         with self._policy_client(6 * 3600) as policy:
             if c.policy_method == "dpo":
-                request = {"rankings": self.store.rankings(self.project_id)}
+                request = {"rankings": [p.ranking for p in self._training_preferences()[0]]}
             else:
                 request = {"prompts": [s["prompt"] for r in self.state.history() for s in r.get("selected", [])]}
             # Each iteration refines the active policy. Called again after a crash, the same request

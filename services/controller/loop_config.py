@@ -19,6 +19,9 @@ from services.reward.train_config import RewardTrainConfig
 # "active": every candidate from the active policy; "+previous": half from the policy it replaced
 # (the base until one is promoted); "+base": half from the base policy.
 CANDIDATE_POLICIES = ("active", "active+previous", "active+base")
+# Rankings submitted exactly as the reward model pre-ranked them: "exclude" keeps the model's own
+# echo out of its training (they are counted in the record and the report); "keep" trains on them.
+UNTOUCHED_PRERANKINGS = ("exclude", "keep")
 
 
 # Chosen by the loop each round (warm start from the active version; promotion by the gate).
@@ -51,6 +54,8 @@ class LoopConfig:
     simulate: bool = False  # rank with simulated annotators (real Label Studio users)
     simulated_annotators: int = 3
     target_agreement: float = 0.73
+    simulated_anchoring: float = 0.0  # chance a simulated annotator submits a shown pre-ranking unchanged
+    untouched_prerankings: str = "exclude"  # UNTOUCHED_PRERANKINGS
     gold: str = "services.sim.gold:vader_positivity"  # loaded only to simulate annotators and for the report
     rm_heldout_share: float = 0.25  # of each round's prompts, held out to judge the new reward model
     reward_warm_start: bool = True  # train from the active reward model (on every ranking so far), not the base
@@ -115,6 +120,13 @@ class LoopConfig:
         if not 0.5 <= self.gates.rm_gate_confidence < 1:
             raise InvalidRequestError(
                 f"gates.rm_gate_confidence must be in [0.5, 1), got {self.gates.rm_gate_confidence}"
+            )
+        if not 0 <= self.simulated_anchoring <= 1:
+            raise InvalidRequestError(f"simulated_anchoring must be in [0, 1], got {self.simulated_anchoring}")
+        if self.untouched_prerankings not in UNTOUCHED_PRERANKINGS:
+            raise InvalidRequestError(
+                f"unknown untouched_prerankings {self.untouched_prerankings!r}; "
+                f"choose one of {', '.join(UNTOUCHED_PRERANKINGS)}"
             )
         if not 0 <= self.random_share <= 1:
             raise InvalidRequestError(f"random_share must be in [0, 1], got {self.random_share}")

@@ -92,6 +92,9 @@ def iteration_rows(
         rows.append({
             "iteration": record["iteration"],
             "rankings": record.get("rankings"),
+            "from_prediction": record.get("from_prediction"),
+            "untouched_prerankings": record.get("untouched_prerankings"),
+            "rm_untouched_excluded": record.get("rm_untouched_excluded"),
             "annotator_agreement": _number(record.get("agreement")),
             "annotator_temperature": record.get("annotator_temperature"),
             "candidate_policies": record.get("generated_by"),

@@ -10,6 +10,8 @@ from pathlib import Path
 FILES = ("report.json", "report.md", "report.html", "scores.png", "reward_model.png", "rankings.png")
 COLUMNS = [
     ("iteration", "iteration", "{}"), ("rankings", "rankings", "{}"),
+    ("from_prediction", "from a pre-ranking", "{}"), ("untouched_prerankings", "pre-ranking untouched", "{}"),
+    ("rm_untouched_excluded", "untouched, not trained on", "{}"),
     ("annotator_agreement", "annotator agreement", "{:.3f}"), ("rm_heldout_pairs", "RM held-out pairs", "{}"),
     ("rm_accuracy", "new RM accuracy", "{:.3f}"), ("rm_active_accuracy", "active RM accuracy", "{:.3f}"),
     ("rm_agreement", "agreement on them", "{:.3f}"), ("rm_accuracy_vs_annotators", "new RM / agreement", "{:.2f}"),

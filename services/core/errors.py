@@ -42,3 +42,13 @@ class DeadlineError(ServiceError):
 class CancelledError(ServiceError):
     grpc_code = grpc.StatusCode.CANCELLED
     http_status = 499
+
+
+class UnauthorizedError(ServiceError):
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+
+
+class BodyTooLargeError(ServiceError):
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 413

@@ -116,3 +116,25 @@ def training_data_hash(rankings: Sequence[Ranking], heldout: Sequence[Ranking] =
     if not heldout:
         return dataset_hash(rankings)
     return hashlib.sha256(f"{dataset_hash(rankings)}|{dataset_hash(heldout)}".encode()).hexdigest()[:16]
+
+
+def kendall_distance(tiers: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]) -> float:
+    """Share of candidate pairs that `tiers` orders otherwise than `reference` (both best-first tiers).
+
+    0 when the ranking keeps the reference's order, 1 when it reverses it. A
+    pair tied in one and ordered in the other counts half (Kendall distance
+    with penalty 1/2, Fagin et al. 2004); candidates either leaves out (an
+    unsorted bucket) are not counted.
+    """
+    level = {index: rank for rank, tier in enumerate(tiers) for index in tier}
+    reference_level = {index: rank for rank, tier in enumerate(reference) for index in tier}
+    common = sorted(level.keys() & reference_level.keys())
+    pairs, discordant = 0, 0.0
+    for a_at, a in enumerate(common):
+        for b in common[a_at + 1 :]:
+            pairs += 1
+            ours = (level[a] > level[b]) - (level[a] < level[b])
+            theirs = (reference_level[a] > reference_level[b]) - (reference_level[a] < reference_level[b])
+            if ours != theirs:
+                discordant += 1 if ours and theirs else 0.5
+    return discordant / pairs if pairs else 0.0

@@ -9,6 +9,11 @@ score plus Gumbel noise scaled by the annotator's temperature (gold units),
 so two annotators agree on a pair about as often as people do when the
 temperature is tuned (measured: ~0.26 for VADER on SmolLM2's answers gives
 InstructGPT's ~73% agreement).
+
+Where the project shows the reward model's pre-ranking, an annotator opens
+each task as the UI does (Label Studio then asks the backend for it) and
+starts from it; with probability `anchoring` it submits the pre-ranking as
+shown, as a hurried person does. That is the anchoring the loop defends against.
 """
 
 from __future__ import annotations
@@ -76,11 +81,14 @@ class SimulatedAnnotator:
     user_id: int
     temperature: float
     rng: random.Random = field(default_factory=random.Random)
+    anchoring: float = 0.0  # chance of submitting a shown pre-ranking unchanged
+    clock: random.Random = field(default_factory=random.Random)  # lead times, apart from the orders' stream
 
     def annotate(self, project_id: int, gold: GoldScorer, limit: int | None = None) -> list[int]:
         """Rank every task of the project with candidates that this user has not annotated yet."""
         project = self.client.projects.get(id=project_id)
         template = template_of(project.label_config)
+        shows_predictions = bool(project.show_collab_predictions)
         done: list[int] = []
         for task in self.client.tasks.list(project=project_id, fields="all"):
             if limit is not None and len(done) >= limit:
@@ -94,9 +102,23 @@ class SimulatedAnnotator:
             except InvalidRequestError:
                 continue  # no candidates yet
             order = noisy_order([gold(data.get("prompt", ""), b) for b in bodies], self.temperature, self.rng)
-            annotation = self.client.annotations.create(id=task.id, result=ranking_result(template, ids, order))
+            result = ranking_result(template, ids, order)
+            # Log-normal, a median of 15 s plus 5 s a candidate: some read quickly, some slowly.
+            extra: dict = {"lead_time": round((15 + 5 * len(ids)) * math.exp(self.clock.gauss(0.0, 0.4)), 1)}
+            shown = self._shown_prediction(task.id) if shows_predictions else None
+            if shown is not None:
+                extra["parent_prediction"] = shown.id
+                if self.rng.random() < self.anchoring:
+                    result = [{**region, "origin": "prediction"} for region in shown.result]
+            annotation = self.client.annotations.create(id=task.id, result=result, **extra)
             done.append(annotation.id)
         return done
+
+    def _shown_prediction(self, task_id: int):
+        """Open the task as the UI does (Label Studio fetches the backend's pre-ranking then); the one shown."""
+        self.client.tasks.get(id=str(task_id))
+        predictions = [p for p in self.client.predictions.list(task=task_id) if p.result]
+        return max(predictions, key=lambda p: p.id) if predictions else None
 
 
 def _completed_by(annotation) -> int | None:
@@ -118,7 +140,13 @@ def project_gold_groups(client, project_id: int, gold: GoldScorer) -> list[list[
 
 
 def simulated_annotators(
-    base_url: str, admin_token: str, accounts_file: Path, count: int, temperature: float, seed: int = 0
+    base_url: str,
+    admin_token: str,
+    accounts_file: Path,
+    count: int,
+    temperature: float,
+    seed: int = 0,
+    anchoring: float = 0.0,
 ) -> list[SimulatedAnnotator]:
     """`count` annotators, signed up once (their tokens kept in `accounts_file`, mode 600) and reused after."""
     from label_studio_sdk import LabelStudio
@@ -139,5 +167,6 @@ def simulated_annotators(
     for i in range(count):
         client = LabelStudio(base_url=base_url, api_key=accounts[str(i)]["token"])
         user_id = client.users.whoami().id
-        annotators.append(SimulatedAnnotator(client, user_id, temperature, random.Random(seed * 1000 + i)))
+        rng, clock = random.Random(seed * 1000 + i), random.Random(f"clock-{seed}-{i}")
+        annotators.append(SimulatedAnnotator(client, user_id, temperature, rng, anchoring, clock))
     return annotators

@@ -1,9 +1,11 @@
 """`rlhf-loop bench reward`: serving throughput measured side by side in one run.
 
-Four measurements on the same model and the same mix of prompt/response
+Six measurements on the same model and the same mix of prompt/response
 lengths: direct forward passes at batch 1 and at the serving batch size, and
 the real service under concurrent single-item clients with dynamic batching
-on and off (off = one forward per request, as OpenRLHF's reward server does).
+on and off (off = one forward per request, as OpenRLHF's reward server does);
+with batching on, the same clients also call the HTTP APIs, one sample per
+request as OpenRLHF's `/get_reward` and verl's `/classify` clients send it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
+import aiohttp
 import grpc
 import torch
 
@@ -26,7 +31,13 @@ from services.reward.service import VERSION_PREFIX
 from services.tools.progress import stderr_progress
 from services.tools.service_process import ServiceProcess
 
-TARGETS = {"grpc_vs_inprocess": 0.8, "batched_vs_unbatched": 2.0, "service_peak_rss_gb": 1.5}
+TARGETS = {
+    "grpc_vs_inprocess": 0.8,
+    "batched_vs_unbatched": 2.0,
+    "get_reward_vs_grpc_batched": 0.8,
+    "classify_vs_grpc_batched": 0.8,
+    "service_peak_rss_gb": 1.5,
+}
 _progress = stderr_progress("bench reward")
 
 _WORDS = [
@@ -88,10 +99,10 @@ def _measure_inprocess(scorer: RewardScorer, items: list[ScoreItem], batch: int,
     return done / (time.perf_counter() - start)
 
 
-async def _drive_clients(target: str, items: list[ScoreItem], clients: int, seconds: float) -> dict:
-    """`clients` coroutines, each with its own channel, sending one item per request in a loop."""
-    channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
-    stubs = [reward_pb2_grpc.RewardServiceStub(c) for c in channels]
+async def _drive_clients(
+    send: Callable[[int, ScoreItem], Awaitable[bool]], items: list[ScoreItem], clients: int, seconds: float
+) -> dict:
+    """`clients` coroutines sending one item per request in a loop; `send(client, item)` is False on an error."""
     latencies: list[float] = []
     errors = 0
 
@@ -102,23 +113,15 @@ async def _drive_clients(target: str, items: list[ScoreItem], clients: int, seco
             item = items[cursor % len(items)]
             cursor += clients
             sent = time.perf_counter()
-            try:
-                await stubs[n].Score(
-                    reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=item.prompt, response=item.response)]),
-                    timeout=30,
-                )
-            except grpc.aio.AioRpcError:
+            if not await send(n, item):
                 errors += 1
-                continue
-            if record:
+            elif record:
                 latencies.append(time.perf_counter() - sent)
 
     await asyncio.gather(*(client(n, time.perf_counter() + 1.0, False) for n in range(clients)))  # warm-up
     start = time.perf_counter()
     await asyncio.gather(*(client(n, start + seconds, True) for n in range(clients)))
     elapsed = time.perf_counter() - start
-    for channel in channels:
-        await channel.close()
     ordered = sorted(latencies)
     return {
         "items_per_s": len(latencies) / elapsed,
@@ -126,6 +129,57 @@ async def _drive_clients(target: str, items: list[ScoreItem], clients: int, seco
         "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         "errors": errors,
     }
+
+
+async def _drive_grpc(target: str, items: list[ScoreItem], clients: int, seconds: float) -> dict:
+    """Each client with its own channel, one item per Score request."""
+    channels = [grpc.aio.insecure_channel(target) for _ in range(clients)]
+    stubs = [reward_pb2_grpc.RewardServiceStub(c) for c in channels]
+
+    async def send(n: int, item: ScoreItem) -> bool:
+        request = reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(prompt=item.prompt, response=item.response)])
+        try:
+            await stubs[n].Score(request, timeout=30)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
+
+    try:
+        return await _drive_clients(send, items, clients, seconds)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def get_reward_body(item: ScoreItem) -> dict:
+    """What OpenRLHF's remote reward model sends for one sample."""
+    return {"query": [item.prompt + " " + item.response], "prompts": [item.prompt + " "], "labels": [""]}
+
+
+def classify_body(item: ScoreItem) -> dict:
+    """What verl's discriminative reward-model client sends for one sample."""
+    return {"input": item.prompt + " " + item.response, "use_activation": False}
+
+
+async def _drive_http(
+    url: str, body_of: Callable[[ScoreItem], dict], items: list[ScoreItem], clients: int, seconds: float
+) -> dict:
+    """Each client with its own keep-alive session, one sample per POST."""
+    sessions = [aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) for _ in range(clients)]
+
+    async def send(n: int, item: ScoreItem) -> bool:
+        try:
+            async with sessions[n].post(url, json=body_of(item)) as reply:
+                await reply.read()
+                return reply.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    try:
+        return await _drive_clients(send, items, clients, seconds)
+    finally:
+        for session in sessions:
+            await session.close()
 
 
 def _measure_service(
@@ -138,8 +192,9 @@ def _measure_service(
     max_batch: int,
     bucket_tokens: int,
     max_wait_ms: float,
-) -> dict:
-    """Start the real service with this batching, drive it, and read its peak RSS."""
+    with_http: bool,
+) -> tuple[dict[str, dict], float]:
+    """Start the real service with this batching, drive it (gRPC, then the HTTP APIs), read its peak RSS in GB."""
     options = {
         "--registry": registry,
         "--model": model,
@@ -152,25 +207,34 @@ def _measure_service(
         [str(part) for option in options.items() for part in option],
         workdir / f"reward-batch{max_batch}.log",
     )
+    drives = {"grpc": partial(_drive_grpc, service.target)}
+    if with_http:
+        drives["http_get_reward"] = partial(_drive_http, f"{service.http}/get_reward", get_reward_body)
+        drives["http_classify"] = partial(_drive_http, f"{service.http}/classify", classify_body)
+    results = {}
     try:
         service.wait_ready()
-        result = asyncio.run(_drive_clients(service.target, items, clients, seconds))
-        result["peak_rss_gb"] = service.peak_rss_bytes() / 2**30
-        result["mean_batch_size"] = _mean_batch_size(service.http)
+        for name, drive in drives.items():
+            items_before, batches_before = _batch_counts(service.http)
+            results[name] = asyncio.run(drive(items, clients, seconds))
+            items_after, batches_after = _batch_counts(service.http)
+            # Items per forward in this phase alone (the histogram counts the whole run).
+            results[name]["mean_batch_size"] = (items_after - items_before) / max(batches_after - batches_before, 1)
+        peak_rss_gb = service.peak_rss_bytes() / 2**30
     finally:
         service.stop()
-    return result
+    return results, peak_rss_gb
 
 
-def _mean_batch_size(http: str) -> float:
-    """Mean of the service's own rlhf_reward_batch_size histogram."""
+def _batch_counts(http: str) -> tuple[float, float]:
+    """(items, batches) so far from the service's own rlhf_reward_batch_size histogram."""
     text = urllib.request.urlopen(f"{http}/metrics", timeout=10).read().decode()
     values = {
         line.split()[0]: float(line.split()[1])
         for line in text.splitlines()
         if line.startswith(("rlhf_reward_batch_size_sum", "rlhf_reward_batch_size_count"))
     }
-    return values["rlhf_reward_batch_size_sum"] / max(values["rlhf_reward_batch_size_count"], 1)
+    return values["rlhf_reward_batch_size_sum"], values["rlhf_reward_batch_size_count"]
 
 
 def round3(x: float) -> float:
@@ -189,12 +253,14 @@ def run_reward_benchmark(
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-reward-") as tmp:
         workdir = Path(tmp)
         registry = workdir / "registry"
-        _progress(f"batched service ({clients} clients, max_batch {max_batch}, {seconds:.0f}s)")
-        batched = _measure_service(
-            workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens, max_wait_ms
+        _progress(f"batched service: gRPC, /get_reward, /classify ({clients} clients, {seconds:.0f}s each)")
+        batched, batched_rss = _measure_service(
+            workdir, registry, model, items, clients, seconds, max_batch, bucket_tokens, max_wait_ms, with_http=True
         )
         _progress("unbatched service (one forward per request)")
-        unbatched = _measure_service(workdir, registry, model, items, clients, seconds, 1, bucket_tokens, max_wait_ms)
+        unbatched, unbatched_rss = _measure_service(
+            workdir, registry, model, items, clients, seconds, 1, bucket_tokens, max_wait_ms, with_http=False
+        )
         # In process, on the very version the service served (its base version), after the service exited.
         base = ModelRegistry(registry, VERSION_PREFIX).list()[0]
         scorer = RewardScorer.load(base.path, base.id, max_length=512)
@@ -206,16 +272,22 @@ def run_reward_benchmark(
         _progress(f"in-process batch {max_batch}")
         batched_inprocess = _measure_inprocess(scorer, items, max_batch, seconds)
 
+    phases = {
+        "grpc_batched": batched["grpc"],
+        "grpc_unbatched": unbatched["grpc"],
+        "http_get_reward": batched["http_get_reward"],
+        "http_classify": batched["http_classify"],
+    }
+    grpc_batched = phases["grpc_batched"]["items_per_s"]
     ratios = {
-        "grpc_vs_inprocess": batched["items_per_s"] / batched_inprocess,
-        "batched_vs_unbatched": batched["items_per_s"] / unbatched["items_per_s"],
+        "grpc_vs_inprocess": grpc_batched / batched_inprocess,
+        "batched_vs_unbatched": grpc_batched / phases["grpc_unbatched"]["items_per_s"],
+        "get_reward_vs_grpc_batched": phases["http_get_reward"]["items_per_s"] / grpc_batched,
+        "classify_vs_grpc_batched": phases["http_classify"]["items_per_s"] / grpc_batched,
     }
-    peak_rss = max(batched["peak_rss_gb"], unbatched["peak_rss_gb"])
-    met = {
-        "grpc_vs_inprocess": ratios["grpc_vs_inprocess"] >= TARGETS["grpc_vs_inprocess"],
-        "batched_vs_unbatched": ratios["batched_vs_unbatched"] >= TARGETS["batched_vs_unbatched"],
-        "service_peak_rss_gb": peak_rss < TARGETS["service_peak_rss_gb"],
-    }
+    peak_rss = max(batched_rss, unbatched_rss)
+    met = {name: ratios[name] >= target for name, target in TARGETS.items() if name in ratios}
+    met["service_peak_rss_gb"] = peak_rss < TARGETS["service_peak_rss_gb"]
     return {
         "benchmark": "reward",
         "model": model,
@@ -230,18 +302,13 @@ def run_reward_benchmark(
         "items_per_s": {
             "inprocess_batch1": round3(batch1),
             "inprocess_batched": round3(batched_inprocess),
-            "grpc_batched": round3(batched["items_per_s"]),
-            "grpc_unbatched": round3(unbatched["items_per_s"]),
+            **{name: round3(phase["items_per_s"]) for name, phase in phases.items()},
         },
         "latency_ms": {
-            "grpc_batched": {"p50": round3(batched["p50_ms"]), "p99": round3(batched["p99_ms"])},
-            "grpc_unbatched": {"p50": round3(unbatched["p50_ms"]), "p99": round3(unbatched["p99_ms"])},
+            name: {"p50": round3(phase["p50_ms"]), "p99": round3(phase["p99_ms"])} for name, phase in phases.items()
         },
-        "mean_batch_size": {
-            "grpc_batched": round3(batched["mean_batch_size"]),
-            "grpc_unbatched": round3(unbatched["mean_batch_size"]),
-        },
-        "errors": batched["errors"] + unbatched["errors"],
+        "mean_batch_size": {name: round3(phase["mean_batch_size"]) for name, phase in phases.items()},
+        "errors": sum(phase["errors"] for phase in phases.values()),
         "service_peak_rss_gb": round3(peak_rss),
         "ratios": {k: round3(v) for k, v in ratios.items()},
         "targets": TARGETS,

@@ -158,6 +158,8 @@ def test_the_held_out_split_takes_a_share_of_this_rounds_comparable_prompts():
         ({"policy_train": {"bogus_steps": 3}}, "bogus_steps"),
         ({"policy_judge": "oracle"}, "policy_judge"),
         ({"selection": "vibes"}, "selection"),
+        ({"simulated_anchoring": 1.5}, "simulated_anchoring"),
+        ({"untouched_prerankings": "halve"}, "untouched_prerankings"),
         ({"gates": Gates(rm_gate_confidence=1.0)}, "rm_gate_confidence"),
     ],
 )
@@ -174,3 +176,27 @@ def test_a_written_loop_toml_reads_back_as_the_same_config(tmp_path):
     config = LoopConfig.from_toml(path)
     assert (config.project_title, config.iterations, config.simulate) == ('Say "hi"\\', 3, True)
     assert config.random_share == 0.5 and config.gates.min_win_rate == 0.6 and config.policy_train == {"max_steps": 8}
+
+
+@pytest.mark.parametrize("setting, trained_on", [("exclude", [1, 3]), ("keep", [1, 2, 3])])
+def test_rankings_submitted_exactly_as_pre_ranked_are_kept_out_of_training_by_default(
+    tmp_path, monkeypatch, setting, trained_on
+):
+    from labelstudio_backend.preference_store import PreferenceStore, StoredPreference
+    from services.controller.loop import RlhfLoop
+    from services.core.env import LABELSTUDIO_TOKEN_ENV
+    from services.core.rankings import Ranking
+
+    monkeypatch.setenv(LABELSTUDIO_TOKEN_ENV, "token")
+    store_url = f"sqlite:///{tmp_path / 'prefs.db'}"
+    store = PreferenceStore(store_url)
+    ranking = Ranking("p", ("a", "b"), ((0,), (1,)))
+    for annotation_id, distance in ((1, None), (2, 0.0), (3, 1.0)):  # own, echoed, moved away from the prediction
+        met = {"from_prediction": distance is not None, "prediction_distance": distance}
+        store.upsert(StoredPreference(annotation_id, 1, annotation_id, "x", ranking, **met))
+    config = LoopConfig(simulate=True, store_url=store_url, state_url=f"sqlite:///{tmp_path / 'state.db'}",
+                        untouched_prerankings=setting, labelstudio_url="http://127.0.0.1:1")  # fmt: skip
+    loop = RlhfLoop(config)
+    loop.project_id = 1
+    preferences, untouched = loop._training_preferences()
+    assert [p.annotation_id for p in preferences] == trained_on and untouched == 1

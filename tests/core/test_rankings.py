@@ -77,3 +77,16 @@ def test_dataset_hash_ignores_order_but_not_content():
     a, b = strict("p", 3), strict("q", 3)
     assert dataset_hash([a, b]) == dataset_hash([b, a])
     assert dataset_hash([a, b]) != dataset_hash([a, Ranking("q", b.candidates, ((1,), (0,), (2,)))])
+
+
+def test_kendall_distance_counts_reordered_pairs_and_ties_by_half():
+    from services.core.rankings import kendall_distance
+
+    shown = ((0,), (1,), (2,), (3,))
+    assert kendall_distance(shown, shown) == 0.0
+    assert kendall_distance(((3,), (2,), (1,), (0,)), shown) == 1.0
+    assert kendall_distance(((1,), (0,), (2,), (3,)), shown) == 1 / 6  # one swap of six pairs
+    assert kendall_distance(((0, 1), (2,), (3,)), shown) == 0.5 / 6  # a tie where the reference ordered
+    assert kendall_distance(((0, 1), (2, 3)), ((0, 1), (2, 3))) == 0.0  # the same buckets: untouched
+    assert kendall_distance(((2,), (0,)), shown) == 1.0  # only candidates both rank are compared
+    assert kendall_distance(((0,),), shown) == 0.0

@@ -46,7 +46,11 @@ def test_a_database_the_previous_release_wrote_opens_with_its_data_and_is_versio
     ]
     assert store.pending_training_requests() == [1]
     assert [(r["iteration"], r["stage"]) for r in state.history()] == [(1, "done"), (2, "collect")]
-    assert versions(store.engine) == {"preference_store": 1, "loop_state": 1}
+    # Version 2 records how the annotator met each task; the rows from before hold nothing of it.
+    assert versions(store.engine) == {"preference_store": 2, "loop_state": 1}
+    assert [(p.shown_order, p.from_prediction, p.prediction_distance, p.lead_time_s) for p in stored] == [
+        (None, False, None, None)
+    ] * 2
     state.save(3, "select", {})  # and it takes new writes
     assert LoopState(database_url).load(3) == ("select", {})
 

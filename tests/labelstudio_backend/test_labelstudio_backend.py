@@ -100,12 +100,12 @@ def projects(admin, stack):
     for template in ("ranker", "ranker-buckets", "pairwise"):
         setup = init_project(
             admin, template=template, title=f"test {template}", backend_url=stack["backend"].http,
-            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3,
+            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3, pre_rank=1.0,
         )  # fmt: skip
         assert "project" in setup.created and "ml_backend" in setup.created
         again = init_project(
             admin, template=template, title=f"test {template}", backend_url=stack["backend"].http,
-            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3,
+            basic_auth=(BACKEND_USER, BACKEND_PASSWORD), candidates=3, pre_rank=1.0,
         )  # fmt: skip
         assert again.created == () and again.project_id == setup.project_id
         assert len(admin.ml.list(project=setup.project_id)) == 1

@@ -2,7 +2,10 @@ import pytest
 
 from labelstudio_backend.preference_store import PreferenceStore, StoredPreference, pairwise_agreement
 from labelstudio_backend.results import ResultRejectedError, ranking_from_result
-from labelstudio_backend.templates import TEMPLATES, candidate_data, template_of
+from labelstudio_backend.templates import PAIRWISE_CONFIG, TEMPLATES, candidate_data, ranking_result, template_of
+from services.controller.human_evaluation import judged_tasks
+from services.core.errors import InvalidRequestError
+from services.core.rankings import rankings_to_pairs
 
 DATA = candidate_data("Which is best?", ["A", "B", "C", "D"], TEMPLATES["ranker"], {"policy_version": "policy-0001"})
 PAIR_DATA = candidate_data("Which is best?", ["A", "B"], TEMPLATES["pairwise"], {})
@@ -35,6 +38,73 @@ def test_buckets_tie_and_the_unsorted_list_is_unranked():
 def test_pairwise_selection():
     result = [{"type": "pairwise", "value": {"selected": "right"}}]
     assert parse(result, "pairwise", PAIR_DATA).tiers == ((1,), (0,))
+
+
+def tie(choice: str) -> dict:
+    """A tie as the UI submits it (read from a real annotation)."""
+    return {"type": "choices", "from_name": "tie", "to_name": "answer1", "value": {"choices": [choice]}}
+
+
+@pytest.mark.parametrize("choice", ["Equally good", "Both bad"])
+def test_a_pairwise_tie_is_one_tier_of_both_and_gives_no_pair(choice):
+    ranking = parse([tie(choice)], "pairwise", PAIR_DATA)
+    assert ranking.tiers == ((0, 1),)
+    assert rankings_to_pairs(ranking) == []
+
+
+def test_a_pairwise_tie_agrees_with_no_one():
+    side = StoredPreference(1, 1, 7, "x", parse([pairwise_side("left")], "pairwise", PAIR_DATA))
+    tied = StoredPreference(2, 1, 7, "y", parse([tie("Equally good")], "pairwise", PAIR_DATA))
+    stats = pairwise_agreement([side, tied])
+    assert (stats["compared_pairs"], stats["agreement"]) == (0, None)
+
+
+def pairwise_side(side: str) -> dict:
+    """A side as the UI submits it: to_name is the Pairwise tag's own name there."""
+    return {"type": "pairwise", "from_name": "comparison", "to_name": "comparison", "value": {"selected": side}}
+
+
+@pytest.mark.parametrize(
+    "result, reason",
+    [
+        ([pairwise_side("left"), tie("Both bad")], "a side or a tie, not both"),
+        ([tie("Maybe")], "Equally good, Both bad"),
+        ([{**tie("Both bad"), "value": {"choices": ["Both bad", "Equally good"]}}], "a tie must be one of"),
+        ([{**tie("Both bad"), "value": "Both bad"}], "must be an object"),
+        ([], "found 0"),
+        ([pairwise_side("left"), pairwise_side("right")], "found 2"),
+    ],
+)
+def test_pairwise_results_that_are_no_single_answer_are_rejected_with_the_reason(result, reason):
+    with pytest.raises(ResultRejectedError, match=reason):
+        parse(result, "pairwise", PAIR_DATA)
+
+
+def test_a_pairwise_task_needs_exactly_two_candidates():
+    with pytest.raises(ResultRejectedError, match="2 candidates"):
+        parse([tie("Both bad")], "pairwise", DATA)
+
+
+@pytest.mark.parametrize(
+    "template, order, tiers",
+    [
+        ("ranker", [2, 0, 3, 1], ((2,), (0,), (3,), (1,))),
+        ("ranker-buckets", [2, 0, 3, 1], ((2,), (0,), (3, 1))),  # 4 into 3 buckets: the last takes the rest
+        ("pairwise", [1, 0], ((1,), (0,))),
+    ],
+)
+def test_simulated_annotators_results_still_parse(template, order, tiers):
+    data = PAIR_DATA if TEMPLATES[template].pairwise else DATA
+    ids = [c["id"] for c in data["candidates"]]
+    assert parse(ranking_result(TEMPLATES[template], ids, order), template, data).tiers == tiers
+
+
+def test_the_people_judge_counts_a_tie_as_half_a_win():
+    task = {**candidate_data("p", ["new", "old"], TEMPLATES["pairwise"], {}), "evaluation": {"new_index": 0}}
+    annotations = [{"id": 1, "completed_by": 1, "result": [tie("Both bad")]},
+                   {"id": 2, "completed_by": 2, "result": [pairwise_side("left")]}]  # fmt: skip
+    (judged,) = judged_tasks([{"id": 9, "data": task, "annotations": annotations}], 1, PAIRWISE_CONFIG)
+    assert judged.votes == (0.5, 1.0) and judged.people == 0.75
 
 
 @pytest.mark.parametrize(
@@ -174,3 +244,28 @@ async def test_predictions_take_the_reward_services_ranking_as_it_is(tmp_path):
     assert predicted["score"] == pytest.approx((0.9 + 0.5 + 0.7) / 3)  # p[2][0], p[0][3], p[3][1]
     assert predicted["model_version"] == "r7"
     assert await backend._predict_one({"data": {"prompt": "no candidates yet"}}, TEMPLATES["ranker"]) == []
+
+
+def test_plain_text_instructions_are_escaped_with_their_line_breaks_and_paragraphs(tmp_path):
+    from labelstudio_backend.instructions import DIALOG_STYLE, read_instructions, text_to_html
+
+    html = text_to_html('Prefer the <correct> "answer" & more.\nThen the shorter.\n\n\nSkip the rest.\n')
+    assert html == DIALOG_STYLE + (
+        '<p>Prefer the &lt;correct&gt; "answer" &amp; more.<br>\nThen the shorter.</p>\n<p>Skip the rest.</p>'
+    )
+    (tmp_path / "notes.txt").write_text("a <b>\n")
+    (tmp_path / "notes.HTML").write_text("<p>a <b>bold</b></p>\n")
+    (tmp_path / "empty.txt").write_text(" \n")
+    assert read_instructions(tmp_path / "notes.txt") == DIALOG_STYLE + "<p>a &lt;b&gt;</p>"
+    assert read_instructions(tmp_path / "notes.HTML") == "<p>a <b>bold</b></p>"
+    for refused in ("empty.txt", "missing.txt"):
+        with pytest.raises(InvalidRequestError):
+            read_instructions(tmp_path / refused)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.01, float("nan"), True, "0.5"])
+def test_project_init_refuses_a_pre_ranked_share_outside_0_to_1_before_calling_label_studio(share):
+    from labelstudio_backend.project_setup import init_project
+
+    with pytest.raises(InvalidRequestError, match="pre-ranked share"):
+        init_project(None, template="ranker", title="t", backend_url="http://127.0.0.1:1", pre_rank=share)

@@ -1,5 +1,6 @@
 """The preference store and the loop state on both databases: SQLite and a real PostgreSQL server."""
 
+import dataclasses
 import json
 import threading
 
@@ -35,6 +36,19 @@ def run_together(*jobs) -> list[BaseException]:
     for thread in threads:
         thread.join()
     return errors
+
+
+def test_how_the_annotator_met_the_task_round_trips_and_a_change_of_it_is_an_update(database_url):
+    store = PreferenceStore(database_url)
+    plain = preference(1, ORDERS[0])
+    met = dataclasses.replace(plain, shown_order=(2, 0, 3, 1), from_prediction=True, prediction_version="reward-0002",
+                              prediction_distance=0.0, lead_time_s=31.5)  # fmt: skip
+    assert store.upsert(met) and not store.upsert(met)
+    (stored,) = store.all()
+    assert dataclasses.replace(stored, ranking=met.ranking) == met and stored.untouched_prediction
+    assert store.upsert(dataclasses.replace(met, lead_time_s=40.0))  # Label Studio adds the time of an update
+    assert PreferenceStore(database_url).all()[0].lead_time_s == 40.0
+    assert store.upsert(plain) and not store.all()[0].untouched_prediction
 
 
 def test_webhooks_and_a_sync_at_once_lose_nothing(database_url):

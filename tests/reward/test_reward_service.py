@@ -28,34 +28,6 @@ TRAIN = {"epochs": 10, "learning_rate": 1e-3, "batch_size": 16, "seed": 1}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("reward")
-    process = ServiceProcess(
-        "reward",
-        [
-            "--registry",
-            str(root / "registry"),
-            "--model",
-            str(tiny_model_dir),
-            "--max-queue",
-            "64",
-            "--max-text-chars",
-            "2000",
-        ],
-        root / "reward.log",
-    )
-    process.wait_ready()
-    yield process
-    assert process.stop() == 0, process.log()
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with RewardClient(server.target, timeout_s=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def trained(client):
     """Train once on the friendliness rule; returns the stream of events."""
     return list(client.train(synthetic_rankings(60, 4, seed=1), **TRAIN))
@@ -239,8 +211,11 @@ def test_openrlhf_get_reward_returns_rewards_scores_and_extra_logs(server, clien
     status, reply = http_post(f"{server.http}/get_reward", json.dumps(body).encode())
     assert status == 200
     assert set(reply) == {"rewards", "scores", "extra_logs"} and len(reply["rewards"]) == 2
-    direct, _ = client.score([("Hi ", "Happy to help!"), ("Hi ", "Go away.")])
+    direct, version = client.score([("Hi ", "Happy to help!"), ("Hi ", "Go away.")])
     assert reply["rewards"] == pytest.approx(direct, abs=1e-5)
+    # `scores` is what OpenRLHF's dynamic filtering compares with 0-1 bounds: the sigmoid of each reward.
+    assert reply["scores"] == pytest.approx([1 / (1 + math.exp(-r)) for r in direct], abs=1e-5)
+    assert reply["extra_logs"] == {"model_version": version}
     assert http_post(f"{server.http}/get_reward", b"{not json")[0] == 400
     assert http_post(f"{server.http}/get_reward", b'{"query": "not a list"}')[0] == 400
 

@@ -1,6 +1,5 @@
 import asyncio
 import time
-from concurrent import futures
 
 import grpc
 import pytest
@@ -11,6 +10,7 @@ from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.reward.client import AsyncRewardClient, RewardClient
 from services.rpc.client import RetryPolicy, bearer_metadata
 from services.tools.service_process import free_port
+from tests.fixtures.recording_reward_server import serving
 
 
 def test_unavailable_is_retried_with_backoff_then_raised():
@@ -121,12 +121,8 @@ class Recording(reward_pb2_grpc.RewardServiceServicer):
 @pytest.fixture
 def recording():
     servicer = Recording()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, f"127.0.0.1:{port}"
-    server.stop(None)
+    with serving(servicer) as target:
+        yield servicer, target
 
 
 def test_sync_and_async_clients_send_the_same_bearer_header(recording):

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every RPC and the backend's HTTP endpoints, against the real processes.
+"""Property-based fuzzing of every RPC and the HTTP endpoints (backend, reward APIs), against the real processes.
 
 Every call must end in a defined status -- never UNKNOWN or INTERNAL, never an
 HTTP 5xx -- and the services must still answer health afterwards. Hypothesis
@@ -165,6 +165,59 @@ def test_backend_endpoints_answer_random_and_malformed_json_without_5xx(processe
 
     fuzz()
     with urllib.request.urlopen(processes["backend"].http + "/health", timeout=10) as reply:
+        assert reply.status == 200
+
+
+# The reward service's HTTP APIs: a valid body each, and the other fields each reads.
+REWARD_HTTP = {
+    "/get_reward": ({"query": ["Hi Hello"], "prompts": ["Hi "], "labels": [""]}, ()),
+    "/classify": ({"input": ["Hi Hello"], "use_activation": False}, ("model", "messages", "activation")),
+    "/pooling": ({"input": "Hi Hello", "task": "classify", "encoding_format": "float"}, ("model", "messages")),
+    "/score": ({"text_1": "Hi", "text_2": ["Hello", "Go away"]}, ("model", "queries", "documents", "use_activation")),
+    "/rerank": ({"query": "Hi", "documents": ["Hello", {"text": "Go away"}], "top_n": 1}, ("model", "rank_fields")),
+    "/v2/rerank": ({"query": "Hi", "documents": ["Hello"], "return_documents": False}, ("model", "use_activation")),
+}
+HOSTILE = st.one_of(
+    JSON,
+    TEXT,
+    st.lists(TEXT, max_size=4),
+    st.lists(st.just("x"), min_size=250, max_size=300),  # about the 256-items limit
+    st.lists(st.fixed_dictionaries({}, optional={"role": JSON | TEXT, "content": JSON | TEXT}), max_size=3),
+    st.lists(st.fixed_dictionaries({}, optional={"text": JSON | TEXT, "type": JSON}), max_size=3),
+)
+
+
+@st.composite
+def one_field_off(draw, valid: dict, fields: list[str]) -> dict:
+    """A valid body with one field dropped or given a hostile value."""
+    body, name = dict(valid), draw(st.sampled_from(fields))
+    if draw(st.booleans()):
+        body.pop(name, None)
+    else:
+        body[name] = draw(HOSTILE)
+    return body
+
+
+@pytest.mark.parametrize("path", list(REWARD_HTTP))
+def test_reward_http_apis_answer_random_and_malformed_json_without_5xx(processes, path):
+    http = processes["RewardService"].http
+    valid, extra = REWARD_HTTP[path]
+    fields = [*valid, *extra]
+    anything = st.fixed_dictionaries({}, optional=dict.fromkeys(fields, HOSTILE))
+    bodies = st.one_of(JSON, anything, one_field_off(valid, fields))
+    seen = set()
+
+    @FUZZ
+    @given(body=st.one_of(bodies.map(lambda v: json.dumps(v).encode()), st.binary(max_size=200)))
+    def fuzz(body):
+        status = post(http + path, body)
+        seen.add(status)
+        assert status < 500, body
+
+    fuzz()
+    assert post(http + path, json.dumps(valid).encode()) == 200
+    assert 200 in seen and 400 in seen, seen  # the property reached the model and the checks both
+    with urllib.request.urlopen(http + "/v1/models", timeout=10) as reply:  # and the service still answers
         assert reply.status == 200
 
 

@@ -3,19 +3,24 @@
 OpenRLHF's remote reward model sends `{"query": [prompt+response, ...],
 "prompts": [...], "labels": [...]}`; the response is split off the query
 when the query starts with its prompt, otherwise the query is scored whole.
+It reads `rewards` as the rewards and `scores` as 0-1 values for dynamic
+filtering, so `scores` holds the sigmoid of each reward.
 """
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from services.core.errors import InvalidRequestError, ServiceError
+from services.reward.http_json import REQUEST_TIMEOUT_S, json_route, sigmoid
 from services.reward.scorer import ScoreItem
 from services.reward.service import RewardService
 
-DEFAULT_TIMEOUT_S = 60.0
+
+def openrlhf_error(error: ServiceError) -> dict[str, Any]:
+    return {"error": str(error)}
 
 
 def _items_from_openrlhf(body: object) -> list[ScoreItem]:
@@ -36,19 +41,9 @@ def _items_from_openrlhf(body: object) -> list[ScoreItem]:
     return items
 
 
-def openrlhf_routes(service: RewardService) -> list[web.RouteDef]:
-    async def get_reward(request: web.Request) -> web.Response:
-        try:
-            try:
-                body = await request.json()
-            except ValueError as error:
-                raise InvalidRequestError(f"body is not JSON: {error}") from None
-            items = _items_from_openrlhf(body)
-            scores, version = await service.score(items, DEFAULT_TIMEOUT_S)
-        except ServiceError as error:
-            return web.json_response({"error": str(error)}, status=error.http_status)
-        except asyncio.CancelledError:
-            raise
-        return web.json_response({"rewards": scores, "scores": scores, "extra_logs": {"model_version": version}})
+def openrlhf_routes(service: RewardService, token: str | None) -> list[web.RouteDef]:
+    async def get_reward(body: Any) -> dict[str, Any]:
+        rewards, version = await service.score(_items_from_openrlhf(body), REQUEST_TIMEOUT_S)
+        return {"rewards": rewards, "scores": [sigmoid(r) for r in rewards], "extra_logs": {"model_version": version}}
 
-    return [web.post("/get_reward", get_reward)]
+    return [json_route("POST", "/get_reward", get_reward, openrlhf_error, token)]
