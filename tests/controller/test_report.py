@@ -74,7 +74,8 @@ def samples(version: str, level: float) -> VersionSamples:
 def test_the_report_holds_the_figures_and_writes_every_file(tmp_path):
     history = [record(1, "policy-0002", "promote") | {"human_win_rate": 0.75, "judges_agreement": {
                    "proxy_people": 0.8, "proxy_gold": 0.7, "people_gold": 0.9}},
-               record(2, "policy-0003", "rollback", agreement=math.nan),
+               record(2, "policy-0003", "rollback", agreement=math.nan) | {
+                   "from_prediction": 6, "untouched_prerankings": 4, "rm_untouched_excluded": 4},
                {"iteration": 3, "stage": "collect"}]  # fmt: skip
     drawn = {"policy-0001": samples("policy-0001", 0.0), "policy-0002": samples("policy-0002", 1.0),
              "policy-0003": samples("policy-0003", 0.5)}  # fmt: skip
@@ -110,7 +111,8 @@ def test_the_report_holds_the_figures_and_writes_every_file(tmp_path):
         assert (tmp_path / "out" / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "gold win-rate 1.000 (95% bootstrap CI 1.000 to 1.000)" in markdown
-    assert "| 2 | 24 | n/a | 30 | 0.700 | 0.600 | n/a |" in markdown and "![" in markdown
+    # How many rankings started from a pre-ranking, were submitted untouched, and were kept out of training.
+    assert "| 2 | 24 | 6 | 4 | 4 | n/a | 30 | 0.700 | 0.600 | n/a |" in markdown and "![" in markdown
     agree = "proxy vs people 0.80, proxy vs gold 0.70, people vs gold 0.90"
     assert f"Iteration 1, judges on the evaluation tasks agree: {agree}" in markdown
     assert "fixed set of 40 pairs: reward-0001 0.500, reward-0002 0.710, reward-0003 0.705" in markdown
