@@ -57,8 +57,10 @@ class RemoteReward:
         retries: int = 3,
         backoff_s: float = 1.0,
         conservative_lambda: float = 0.0,
+        version: str = "",
     ):
         self.conservative_lambda = conservative_lambda
+        self.version = version  # "" follows the active version; a name pins the reward under the policy
         self.client = AsyncRewardClient(
             target, token=token, tls_ca=tls_ca, timeout_s=timeout_s, retries=retries, backoff_s=backoff_s
         )
@@ -79,7 +81,8 @@ class RemoteReward:
         if not responses:
             return []
         try:
-            scores, spreads, version = await self.client.score_with_spread(list(zip(prompts, responses, strict=True)))
+            items = list(zip(prompts, responses, strict=True))
+            scores, spreads, version = await self.client.score_with_spread(items, version=self.version)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise ServiceError(

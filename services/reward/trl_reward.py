@@ -13,7 +13,6 @@ their own in a daemon thread, and name its reward column and logs (`rewards/<nam
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from services.policy import remote_reward
@@ -49,10 +48,7 @@ class RemoteReward(remote_reward.RemoteReward):
             retries=retries,
             backoff_s=backoff_s,
             conservative_lambda=conservative_lambda,
+            version=version,  # pinned, a promotion on the service mid-run cannot change the reward under the policy
         )
         # Two remote rewards in one trainer (two reward services, say) need two names: TRL keys logs by it.
         self.__name__ = name
-        if version:
-            # Pinned, a promotion on the service mid-run cannot change the reward under the policy; the
-            # inherited score() keeps its retries and error messages.
-            self.client.score_with_spread = functools.partial(self.client.score_with_spread, version=version)

@@ -113,8 +113,8 @@ class SpreadClient:
     def __init__(self, spreads):
         self.spreads = spreads
 
-    async def score_with_spread(self, items):
-        return [float(len(r)) for _, r in items], self.spreads[: len(items)], "reward-0002"
+    async def score_with_spread(self, items, version=""):
+        return [float(len(r)) for _, r in items], self.spreads[: len(items)], version or "reward-0002"
 
 
 def test_a_conservative_reward_subtracts_lambda_times_the_ensembles_spread():
