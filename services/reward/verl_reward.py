@@ -27,13 +27,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from services.core.env import REWARD_TOKEN_ENV
+from services.core.env import REWARD_TLS_CA_ENV, REWARD_TOKEN_ENV, REWARD_URL_ENV
 from services.core.errors import PreconditionError
 from services.policy.remote_reward import prompt_text
 from services.reward.trl_reward import RemoteReward
 
-REWARD_URL_ENV = "RLHF_LOOP_REWARD_URL"
-REWARD_TLS_CA_ENV = "RLHF_LOOP_REWARD_TLS_CA"
 PROMPT_KEYS = ("prompt", "question")
 
 
