@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import sqlalchemy.exc
 from aiohttp import web
+from label_studio_sdk.core.api_error import ApiError
 
 from labelstudio_backend.annotation_context import PredictionLookup, labelstudio_predictions
 from labelstudio_backend.candidates import fill_tasks
@@ -199,8 +201,12 @@ class Backend:
             return 1.0
         cached = self._pre_rank.get(project_id)
         if cached is None or time.monotonic() - cached[0] > PRE_RANK_REFRESH_S:
-            client = labelstudio_client(c.labelstudio_url, c.labelstudio_token)
-            cached = (time.monotonic(), project_pre_rank(client, project_id))
+            try:
+                share = project_pre_rank(labelstudio_client(c.labelstudio_url, c.labelstudio_token), project_id)
+            except (ApiError, httpx.HTTPError) as error:  # as without the address: "show predictions" decides
+                log.warning("pre-rank share not readable", extra={"project": project_id, "error": repr(error)})
+                return 1.0
+            cached = (time.monotonic(), share)
             self._pre_rank[project_id] = cached
         return cached[1]
 

@@ -58,3 +58,12 @@ def test_a_pre_ranked_share_of_tasks_is_chosen_by_id_and_stable():
     assert chosen == [t for t in range(2000) if is_pre_ranked(4, t, 0.3)]
     assert all(is_pre_ranked(4, t, 1.0) for t in range(50)) and not any(is_pre_ranked(4, t, 0.0) for t in range(50))
     assert not is_pre_ranked(4, None, 0.5)
+
+
+def test_a_pre_rank_share_label_studio_cannot_give_falls_back_on_its_show_predictions_setting(tmp_path):
+    from labelstudio_backend.app import Backend, BackendConfig
+    from services.tools.service_process import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: the read fails, /predict must not
+    config = BackendConfig(store_url=f"sqlite:///{tmp_path / 'p.db'}", labelstudio_url=closed, labelstudio_token="t")
+    assert Backend(config)._pre_rank_share(3) == 1.0
