@@ -7,9 +7,10 @@ reward model's scores of each task), with no service call, so the figures
 can be tested by hand; `reward_scores` asks the reward service for them,
 and `rlhf-loop prefs quality` prints the report.
 
-Pairs follow `pairwise_agreement` in preference_store.py: a pair is two
-candidates of one task, keyed by their texts; an annotator orders it when
-the two sit in different tiers; ties and unsorted candidates give no pair.
+Pairs are the store's (`pair_votes` in preference_store.py, which
+`pairwise_agreement` and the exports count too): two candidates of one task,
+keyed by their texts; an annotator orders them when they sit in different
+tiers; ties, unsorted candidates and identical texts give no pair.
 
 Every share comes with the count it rests on and a 95% Wilson interval: with
 the few dozen pairs a new annotator has, 0.70 and 0.85 are often the same
@@ -25,12 +26,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from labelstudio_backend.preference_store import StoredPreference
+from labelstudio_backend.preference_store import PairKey, StoredPreference, signed_votes
 
 Z_95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 
-PairKey = tuple[int, str, str]  # (task id, candidate text a, candidate text b), a < b
-Votes = dict[PairKey, dict[str, int]]  # pair -> annotator -> +1 (a preferred) / -1 (b preferred)
+Votes = dict[PairKey, dict[str, int]]  # pair -> annotator -> +1 (its first text preferred) / -1
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def annotator_quality(
     is not the same as a share over zero pairs (asked, nothing to compare).
     """
     prefs = list(prefs)
-    votes = _votes(prefs)
+    votes = signed_votes(prefs)
     by_annotator: dict[str, list[StoredPreference]] = defaultdict(list)
     for p in prefs:
         by_annotator[p.annotator].append(p)
@@ -194,25 +194,6 @@ def annotator_quality(
         position_bias=_position_bias(prefs),
         per_annotator=per_annotator,
     )
-
-
-def _votes(prefs: list[StoredPreference]) -> Votes:
-    """Each annotator's order of each candidate pair, as `pairwise_agreement` reads it.
-
-    An annotator with two annotations of one task counts once, by the later
-    row (rows come in annotation-id order), so a re-annotation does not agree
-    with itself.
-    """
-    votes: Votes = defaultdict(dict)
-    for p in prefs:
-        level = {i: rank for rank, tier in enumerate(p.ranking.tiers) for i in tier}
-        for i, j in itertools.combinations(sorted(level), 2):
-            text_i, text_j = p.ranking.candidates[i], p.ranking.candidates[j]
-            if level[i] == level[j] or text_i == text_j:  # a tie, or two identical texts no key tells apart
-                continue
-            a_first = (level[i] < level[j]) == (text_i < text_j)  # the smaller text is preferred
-            votes[(p.task_id, min(text_i, text_j), max(text_i, text_j))][p.annotator] = 1 if a_first else -1
-    return votes
 
 
 def _inter_annotator(votes: Votes) -> Share:

@@ -18,18 +18,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from labelstudio_backend.preference_store import StoredPreference, pairwise_agreement
+from labelstudio_backend.preference_store import StoredPreference, Voters, pair_key, pair_votes, pairwise_agreement
 from services.core.errors import InvalidRequestError, PreconditionError
 from services.core.rankings import PreferencePair, group_pairs_by_prompt, rankings_to_pairs, split_by_prompt
 
 FORMATS = ("trl", "openrlhf", "listwise")
 MANIFEST = "export.json"  # marks a directory as an export, so a later export may replace it
 SPLITS = ("train", "test")
-
-# (task id, the pair's two texts in sorted order): the pair one task's annotators voted on.
-PairKey = tuple[int, str, str]
-# annotator -> (the annotation, the pair as that annotator ordered it)
-Voters = dict[str, tuple[StoredPreference, PreferencePair]]
 
 
 @dataclass(frozen=True)
@@ -41,26 +36,6 @@ class ExportReport:
     test_rows: int
     train_prompts: int
     test_prompts: int
-
-
-def _key(task_id: int, a: str, b: str) -> PairKey:
-    low, high = sorted((a, b))
-    return task_id, low, high
-
-
-def _votes(prefs: Sequence[StoredPreference]) -> dict[PairKey, Voters]:
-    """Each task's strict pairs and who ordered them how.
-
-    One vote per annotator and pair, the later annotation winning, as in
-    `pairwise_agreement`; ties cast no vote. Two candidates with the same text
-    are left out: no preference between them can be learned.
-    """
-    votes: dict[PairKey, Voters] = {}
-    for pref in prefs:
-        for pair in rankings_to_pairs(pref.ranking):
-            if pair.chosen != pair.rejected:
-                votes.setdefault(_key(pref.task_id, pair.chosen, pair.rejected), {})[pref.annotator] = (pref, pair)
-    return votes
 
 
 def _agreeing(voters: Voters, chosen: str) -> list[tuple[StoredPreference, PreferencePair]]:
@@ -86,11 +61,11 @@ def _pair_row(pair: PreferencePair, margin: float, rank_gap: float, agreeing: in
 
 def annotation_pair_rows(prefs: Sequence[StoredPreference]) -> list[dict]:
     """Every annotator's strict pairs, one row each, with how many of the pair's voters agree."""
-    votes = _votes(prefs)
+    votes = pair_votes(prefs)
     rows = []
     for pref in prefs:
         for pair in rankings_to_pairs(pref.ranking):
-            voters = votes.get(_key(pref.task_id, pair.chosen, pair.rejected), {})
+            voters = votes.get(pair_key(pref.task_id, pair.chosen, pair.rejected), {})
             if pref.annotator not in voters or voters[pref.annotator][0] is not pref:
                 continue  # identical texts, or a vote the annotator's later annotation of the task replaced
             agreeing = len(_agreeing(voters, pair.chosen))
@@ -106,10 +81,10 @@ def merged_pair_rows(prefs: Sequence[StoredPreference]) -> list[dict]:
     The margin and rank gap are the means over the majority's votes; the
     annotation ids are theirs.
     """
-    votes = _votes(prefs)
+    votes = pair_votes(prefs)
     rows = []
     for merged in pairwise_agreement(prefs)["merged"]:
-        voters = votes.get(_key(merged["task_id"], merged["chosen"], merged["rejected"]))
+        voters = votes.get(pair_key(merged["task_id"], merged["chosen"], merged["rejected"]))
         if not voters:
             continue  # two candidates with the same text (see _votes)
         majority = _agreeing(voters, merged["chosen"])

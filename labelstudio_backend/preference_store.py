@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from services.core.database import Schema, open_database, upsert
-from services.core.rankings import Ranking
+from services.core.rankings import PreferencePair, Ranking, rankings_to_pairs
 
 metadata = MetaData()
 preferences = Table(
@@ -252,22 +252,49 @@ class PreferenceStore:
             )
 
 
+# (task id, the pair's two candidate texts in sorted order): one pair of one task the annotators vote on.
+PairKey = tuple[int, str, str]
+# annotator -> (their annotation, the pair as they ordered it: chosen over rejected)
+Voters = dict[str, tuple[StoredPreference, PreferencePair]]
+
+
+def pair_key(task_id: int, a: str, b: str) -> PairKey:
+    low, high = sorted((a, b))
+    return task_id, low, high
+
+
+def pair_votes(prefs: Iterable[StoredPreference]) -> dict[PairKey, Voters]:
+    """Every strict pair of every task, and how each annotator ordered it.
+
+    One vote per annotator and pair, their later annotation of the task
+    winning (rows come in annotation-id order); ties and unranked candidates
+    cast no vote. Two candidates with the same text are left out: no
+    preference between them means anything or can be learned.
+    """
+    votes: dict[PairKey, Voters] = defaultdict(dict)
+    for p in prefs:
+        for pair in rankings_to_pairs(p.ranking):
+            if pair.chosen != pair.rejected:
+                votes[pair_key(p.task_id, pair.chosen, pair.rejected)][p.annotator] = (p, pair)
+    return votes
+
+
+def signed_votes(prefs: Iterable[StoredPreference]) -> dict[PairKey, dict[str, int]]:
+    """`pair_votes` as annotator -> +1 (the key's first text preferred) or -1."""
+    return {
+        key: {annotator: 1 if pair.chosen == key[1] else -1 for annotator, (_, pair) in voters.items()}
+        for key, voters in pair_votes(prefs).items()
+    }
+
+
 def pairwise_agreement(prefs: Iterable[StoredPreference]) -> dict:
     """Counts, inter-annotator agreement over shared pairs, and the merged (majority) preference per pair.
 
     Two annotators agree on a pair of candidates of one task when both ordered
-    it the same way (ties and unranked pairs are left out).
+    it the same way (ties, unranked pairs and pairs of identical texts are left out).
     """
-    votes: dict[tuple[int, str, str], dict[str, int]] = defaultdict(dict)  # (task, a, b) -> annotator -> +1/-1
     prefs = list(prefs)
-    for p in prefs:
-        rank = {i: level for level, tier in enumerate(p.ranking.tiers) for i in tier}
-        for i, j in itertools.combinations(sorted(rank), 2):
-            if rank[i] == rank[j]:
-                continue
-            a, b = sorted((p.ranking.candidates[i], p.ranking.candidates[j]))
-            preferred_a = rank[i] < rank[j] if p.ranking.candidates[i] == a else rank[j] < rank[i]
-            votes[(p.task_id, a, b)][p.annotator] = 1 if preferred_a else -1
+    votes = signed_votes(prefs)
     agree = compared = 0
     merged = []
     for (task_id, a, b), by_annotator in votes.items():

@@ -5,7 +5,7 @@ from labelstudio_backend.results import ResultRejectedError, ranking_from_result
 from labelstudio_backend.templates import PAIRWISE_CONFIG, TEMPLATES, candidate_data, ranking_result, template_of
 from services.controller.human_evaluation import judged_tasks
 from services.core.errors import InvalidRequestError
-from services.core.rankings import rankings_to_pairs
+from services.core.rankings import Ranking, rankings_to_pairs
 
 DATA = candidate_data("Which is best?", ["A", "B", "C", "D"], TEMPLATES["ranker"], {"policy_version": "policy-0001"})
 PAIR_DATA = candidate_data("Which is best?", ["A", "B"], TEMPLATES["pairwise"], {})
@@ -172,6 +172,14 @@ def test_agreement_counts_shared_pairs_and_merges_by_majority():
     assert stats["compared_pairs"] == 18 and stats["agreement"] == pytest.approx(16 / 18)
     merged = {(m["chosen"], m["rejected"]) for m in stats["merged"]}
     assert ("A", "B") in merged and len(merged) == 6
+
+
+def test_two_candidates_with_the_same_text_give_no_pair_to_agree_on():
+    twins = Ranking("p", ("same", "same", "other"), ((0,), (1,), (2,)), annotator="x")
+    stats = pairwise_agreement([StoredPreference(1, 1, 1, "x", twins), StoredPreference(2, 1, 1, "y", twins)])
+    # "same" over "other" (twice in one ranking, one vote each annotator); never "same" over "same".
+    assert stats["pairs"] == 1 and stats["compared_pairs"] == 1
+    assert [(m["chosen"], m["rejected"]) for m in stats["merged"]] == [("same", "other")]
 
 
 def test_labelstudio_up_refuses_a_busy_port(tmp_path):
