@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 import logging
 import time
@@ -182,12 +183,19 @@ class Backend:
             return []  # e.g. a candidate over the length limit
         return prediction(template, ids, ranked)
 
+    @functools.cached_property
+    def _labelstudio(self):
+        """One Label Studio SDK client for the backend's reads and writes (None without its address)."""
+        c = self.config
+        return (
+            labelstudio_client(c.labelstudio_url, c.labelstudio_token)
+            if c.labelstudio_url and c.labelstudio_token
+            else None
+        )
+
     def _predictions(self) -> PredictionLookup | None:
         """Where the pre-ranking an annotation started from is read (None without Label Studio's address)."""
-        c = self.config
-        if not (c.labelstudio_url and c.labelstudio_token):
-            return None
-        return labelstudio_predictions(labelstudio_client(c.labelstudio_url, c.labelstudio_token))
+        return labelstudio_predictions(self._labelstudio) if self._labelstudio is not None else None
 
     def _pre_rank_share(self, project_id: int | None) -> float:
         """The share of the project's tasks to pre-rank (`project init --pre-rank`), read at most every 30 s.
@@ -196,13 +204,12 @@ class Backend:
         every task it is asked about: the project's "show predictions" setting,
         which `project init` sets with the share, then decides what people see.
         """
-        c = self.config
-        if project_id is None or not (c.labelstudio_url and c.labelstudio_token):
+        if project_id is None or self._labelstudio is None:
             return 1.0
         cached = self._pre_rank.get(project_id)
         if cached is None or time.monotonic() - cached[0] > PRE_RANK_REFRESH_S:
             try:
-                share = project_pre_rank(labelstudio_client(c.labelstudio_url, c.labelstudio_token), project_id)
+                share = project_pre_rank(self._labelstudio, project_id)
             except (ApiError, httpx.HTTPError) as error:  # as without the address: "show predictions" decides
                 log.warning("pre-rank share not readable", extra={"project": project_id, "error": repr(error)})
                 return 1.0
@@ -251,7 +258,7 @@ class Backend:
         if not isinstance(tasks, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), int) for t in tasks):
             raise InvalidRequestError("TASKS_CREATED needs a 'tasks' list of objects with integer ids")
         c = self.config
-        if not (c.policy_target and c.labelstudio_url and c.labelstudio_token):
+        if not c.policy_target or self._labelstudio is None:
             return Outcome("ignored", "no policy service or Label Studio configured for candidates")
         template = template_of(str(project.get("label_config", "")) if isinstance(project, dict) else "")
         sampling = Sampling(temperature=c.temperature, max_new_tokens=c.max_new_tokens)
@@ -260,9 +267,8 @@ class Backend:
 
         def fill() -> int:
             with PolicyClient(c.policy_target, timeout_s=600) as policy:
-                client = labelstudio_client(c.labelstudio_url, c.labelstudio_token)
-                k = project_candidates(client, project_id, c.candidates) if project_id else c.candidates
-                return fill_tasks(client, policy, [t["id"] for t in tasks], k, template, sampling)
+                k = project_candidates(self._labelstudio, project_id, c.candidates) if project_id else c.candidates
+                return fill_tasks(self._labelstudio, policy, [t["id"] for t in tasks], k, template, sampling)
 
         job = asyncio.ensure_future(asyncio.to_thread(fill))
         self._background.add(job)
