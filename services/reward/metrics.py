@@ -30,7 +30,15 @@ class RewardMetrics:
         )
         self.model = Info(f"{PREFIX}_model", "The reward model version that serves", registry=r)
         self.version_changes = Counter(
-            f"{PREFIX}_version_changes_total", "Promotions and rollbacks", ["action"], registry=r
+            f"{PREFIX}_version_changes_total",
+            "Changes of the version this replica serves: promote, rollback, or follow (another replica's change)",
+            ["action"],
+            registry=r,
+        )
+        self.replicas_behind = Gauge(
+            f"{PREFIX}_replicas_behind",
+            "Live replicas not yet serving the version this replica's last Promote or Rollback made active",
+            registry=r,
         )
         self.training = Gauge(f"{PREFIX}_training", "1 while a training run is in progress", registry=r)
         self.train_runs = Counter(f"{PREFIX}_train_runs_total", "Training runs by outcome", ["outcome"], registry=r)

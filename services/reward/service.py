@@ -6,9 +6,9 @@ The gRPC servicer and the HTTP endpoint only translate to and from this class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -18,13 +18,15 @@ from pathlib import Path
 
 import torch
 
-from services.core.errors import InvalidRequestError, PreconditionError
+from services.core.config_checks import check_config
+from services.core.errors import DeadlineError, InvalidRequestError, PreconditionError
 from services.core.rankings import Ranking, training_data_hash
 from services.models.loading import load_reward_model, resolve_model
 from services.models.registry import ModelRegistry, VersionInfo
 from services.reward.batching import BatchStats, DynamicBatcher
 from services.reward.metrics import RewardMetrics
 from services.reward.ranking import RankResult, rank_candidates
+from services.reward.replicas import ReplicaBoard, default_replica_id
 from services.reward.scorer import RewardScorer, ScoreItem, member_mean, member_spread
 from services.reward.train_config import RewardTrainConfig
 from services.reward.trainer import TrainOutcome, TrainProgress, prepare_split, train_reward_model
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 
 VERSION_PREFIX = "reward"
 EVALUATION_SCORERS = 2  # versions other than the active one kept loaded for Score/Rank(version=...)
+FOLLOW_RETRY_S = 10.0  # after a version fails to load, wait this long before trying it again
+
+
+class ReplicasBehindError(DeadlineError):
+    """The new version is active, but some live replica did not announce it in time."""
 
 
 @dataclass
@@ -48,6 +55,23 @@ class RewardServiceConfig:
     bucket_tokens: int = 512  # padded tokens per forward chunk; raise it on a GPU
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    # Replicas sharing the registry (see replicas.py): how often each checks the active pointer and
+    # announces what it serves, when a silent one counts as gone, how long a Promote waits for the rest.
+    replica_id: str = ""  # default: <hostname>-<pid>
+    follow_interval_s: float = 0.5
+    replica_stale_s: float = 5.0
+    promote_sync_timeout_s: float = 120.0
+
+    def validate(self) -> None:
+        """Refuse replica settings that would spin, never count a replica live, or never wait."""
+        check_config(
+            self,
+            {
+                "follow_interval_s": self.follow_interval_s > 0,
+                "replica_stale_s": self.replica_stale_s > self.follow_interval_s,
+                "promote_sync_timeout_s": self.promote_sync_timeout_s >= 0,
+            },
+        )
 
 
 def spreads_of(members: Sequence[tuple[float, ...]]) -> list[float]:
@@ -57,6 +81,7 @@ def spreads_of(members: Sequence[tuple[float, ...]]) -> list[float]:
 
 class RewardService:
     def __init__(self, config: RewardServiceConfig, metrics: RewardMetrics | None = None):
+        config.validate()
         self.config = config
         self.metrics = metrics or RewardMetrics()
         self.registry = ModelRegistry(config.registry_dir, VERSION_PREFIX)
@@ -72,6 +97,9 @@ class RewardService:
         self._other_scorers: OrderedDict[str, RewardScorer] = OrderedDict()  # least recently used first
         self._training_lock = asyncio.Lock()
         self._swap_lock = asyncio.Lock()
+        self.replica_id = config.replica_id or default_replica_id()
+        self.replicas = ReplicaBoard(config.registry_dir, self.replica_id, config.replica_stale_s)
+        self._follower: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -81,10 +109,23 @@ class RewardService:
         active = self.registry.active
         self._scorer = await asyncio.to_thread(self._load_scorer, active)
         self.metrics.model.info({"version": active, "architecture": self.architecture})
+        # Announce first, then look again: a Promote that wrote the pointer before this announcement
+        # was seen is caught here, and one after it waits for this replica (see replicas.py).
+        self.replicas.announce(active)
+        await self._follow_active()
+        self._follower = asyncio.get_running_loop().create_task(self._follow(), name="follow-active-version")
         self.batcher.start()
-        log.info("reward model loaded", extra={"version": active, "architecture": self.architecture})
+        log.info(
+            "reward model loaded",
+            extra={"version": self.scorer.version, "architecture": self.architecture, "replica": self.replica_id},
+        )
 
     async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+        self.replicas.leave()
         await self.batcher.stop()
 
     def _save_backbone(self, staging: Path) -> None:
@@ -203,12 +244,16 @@ class RewardService:
 
     # -- versions --------------------------------------------------------------
     async def promote(self, version: str) -> tuple[str, str]:
-        """Load `version`, then point the registry and new requests at it; old requests finish on the old."""
+        """Load `version`, point the registry and new requests at it, and wait until every replica serves it.
+
+        Requests that arrived before finish on the old version; no response mixes two.
+        """
         async with self._swap_lock:
             self.registry.get(version)
             scorer = await asyncio.to_thread(self._load_scorer, version)
             active, previous = self.registry.promote(version)
             self._swap_in(scorer, "promote")
+        await self._await_replicas(active)
         return active, previous
 
     async def rollback(self) -> tuple[str, str]:
@@ -221,7 +266,50 @@ class RewardService:
                 self.registry.promote(state_before)  # keep the pointer on the model that still serves
                 raise
             self._swap_in(scorer, "rollback")
+        await self._await_replicas(active)
         return active, previous
+
+    async def _follow(self) -> None:
+        """Announce what this replica serves and take up a version another replica made active."""
+        while True:
+            await asyncio.sleep(self.config.follow_interval_s)
+            try:
+                await asyncio.to_thread(self.replicas.announce, self.scorer.version)
+                await self._follow_active()
+            except Exception:
+                # Keep serving what is loaded (a Promote that waits for this replica will say so)
+                # and try again later rather than reloading a broken version twice a second.
+                log.exception("could not follow the active version", extra={"active": self.registry.active})
+                await asyncio.sleep(FOLLOW_RETRY_S)
+
+    async def _follow_active(self) -> None:
+        """Serve the registry's active version if another replica changed it."""
+        active = self.registry.active
+        if active == self.scorer.version:
+            return
+        async with self._swap_lock:
+            active = self.registry.active
+            if active == self.scorer.version:
+                return  # a Promote on this replica got here first
+            scorer = await asyncio.to_thread(self._load_scorer, active)
+            self._swap_in(scorer, "follow")
+        self.replicas.announce(active)
+
+    async def _await_replicas(self, version: str) -> None:
+        """Return once every live replica announces `version`; raise ReplicasBehindError after the timeout."""
+        self.replicas.announce(version)
+        deadline = time.monotonic() + self.config.promote_sync_timeout_s
+        while True:
+            behind = [r.id for r in await asyncio.to_thread(self.replicas.live) if r.version != version]
+            self.metrics.replicas_behind.set(len(behind))
+            if not behind or self.registry.active != version:  # all there, or a later change superseded it
+                return
+            if time.monotonic() > deadline:
+                raise ReplicasBehindError(
+                    f"{version} is active, but replicas {', '.join(behind)} did not serve it within "
+                    f"{self.config.promote_sync_timeout_s:.0f}s; they keep trying (see their logs)"
+                )
+            await asyncio.sleep(min(0.05, self.config.follow_interval_s))
 
     def _swap_in(self, scorer: RewardScorer, action: str) -> None:
         self._scorer = scorer
@@ -254,82 +342,97 @@ class RewardService:
             ranking.validate()
         if self._training_lock.locked():
             raise PreconditionError("a training run is already in progress; wait for it or cancel it")
+        # The registry's lock holds across replicas: one of them trains, whichever the call reached.
         async with self._training_lock:
-            init = self.registry.get(config.init_version or self.base_version)
-            split = prepare_split(rankings, config, heldout_rankings)
-            self.metrics.training.set(1)
-            loop = asyncio.get_running_loop()
-
-            def progress_from_thread(p: TrainProgress) -> None:
-                self.metrics.train_steps.inc()
-                self.metrics.train_loss.set(p.loss)
-                if not math.isnan(p.accuracy):
-                    self.metrics.train_accuracy.set(p.accuracy)
-                loop.call_soon_threadsafe(on_progress, p)
-
-            staging = self.registry.staging_dir()
-            started = time.monotonic()
-            log.info(
-                "training started",
-                extra={"init": init.id, "train_pairs": len(split.train), "heldout_pairs": len(split.heldout)},
-            )
-            try:
-                worker = asyncio.ensure_future(
-                    asyncio.to_thread(
-                        train_reward_model,
-                        init.path,
-                        split,
-                        config,
-                        staging,
-                        on_progress=progress_from_thread,
-                        should_stop=stop.is_set,
-                        trust_remote_code=self.config.trust_remote_code,
-                    )
-                )
-                try:
-                    outcome = await asyncio.shield(worker)
-                except asyncio.CancelledError:
-                    # The thread cannot be killed: ask it to stop and wait, so the
-                    # staging directory is not removed while it still writes there.
-                    stop.set()
-                    await asyncio.wait([worker])
-                    raise
-                on_evaluation(outcome)
-                version = self.registry.commit(
-                    staging,
-                    {
-                        "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
-                        "parent": init.id,
-                        "base_model": str(self.config.base_model),
-                        "data_hash": training_data_hash(rankings, heldout_rankings),
-                        "rankings": len(rankings),
-                        "heldout_rankings": len(heldout_rankings),
-                        "config": config.as_dict(),
-                        "metrics": {
-                            "heldout_accuracy": outcome.heldout_accuracy,
-                            "heldout_pairs": outcome.heldout_pairs,
-                            "train_pairs": outcome.train_pairs,
-                            "final_loss": outcome.final_loss,
-                            "steps": outcome.steps,
-                            "train_seconds": round(time.monotonic() - started, 2),
-                        },
-                    },
-                )
-            except BaseException as error:
-                shutil.rmtree(staging, ignore_errors=True)
-                outcome_label = "cancelled" if stop.is_set() else "failed"
-                self.metrics.train_runs.labels(outcome_label).inc()
-                log.warning("training ended without a version", extra={"outcome": outcome_label, "error": repr(error)})
-                raise
-            finally:
-                self.metrics.training.set(0)
-            self.metrics.train_runs.labels("completed").inc()
-            self.metrics.heldout_accuracy.set(outcome.heldout_accuracy)
-            log.info(
-                "training finished",
-                extra={"version": version.id, "heldout_accuracy": outcome.heldout_accuracy},
-            )
+            with self.registry.exclusive_training(self.replica_id):
+                version = await self._train(rankings, config, on_progress, on_evaluation, stop, heldout_rankings)
         if config.promote:
             await self.promote(version.id)
             version = self.registry.get(version.id)
+        return version
+
+    async def _train(
+        self,
+        rankings: Sequence[Ranking],
+        config: RewardTrainConfig,
+        on_progress: Callable[[TrainProgress], None],
+        on_evaluation: Callable[[TrainOutcome], None],
+        stop: threading.Event,
+        heldout_rankings: Sequence[Ranking],
+    ) -> VersionInfo:
+        """The run itself, under both training locks: train in a thread, then commit or discard its staging."""
+        init = self.registry.get(config.init_version or self.base_version)
+        split = prepare_split(rankings, config, heldout_rankings)
+        self.metrics.training.set(1)
+        loop = asyncio.get_running_loop()
+
+        def progress_from_thread(p: TrainProgress) -> None:
+            self.metrics.train_steps.inc()
+            self.metrics.train_loss.set(p.loss)
+            if not math.isnan(p.accuracy):
+                self.metrics.train_accuracy.set(p.accuracy)
+            loop.call_soon_threadsafe(on_progress, p)
+
+        staging = self.registry.staging_dir()
+        started = time.monotonic()
+        log.info(
+            "training started",
+            extra={"init": init.id, "train_pairs": len(split.train), "heldout_pairs": len(split.heldout)},
+        )
+        try:
+            worker = asyncio.ensure_future(
+                asyncio.to_thread(
+                    train_reward_model,
+                    init.path,
+                    split,
+                    config,
+                    staging,
+                    on_progress=progress_from_thread,
+                    should_stop=stop.is_set,
+                    trust_remote_code=self.config.trust_remote_code,
+                )
+            )
+            try:
+                outcome = await asyncio.shield(worker)
+            except asyncio.CancelledError:
+                # The thread cannot be killed: ask it to stop and wait, so the
+                # staging directory is not removed while it still writes there.
+                stop.set()
+                await asyncio.wait([worker])
+                raise
+            on_evaluation(outcome)
+            version = self.registry.commit(
+                staging,
+                {
+                    "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
+                    "parent": init.id,
+                    "base_model": str(self.config.base_model),
+                    "data_hash": training_data_hash(rankings, heldout_rankings),
+                    "rankings": len(rankings),
+                    "heldout_rankings": len(heldout_rankings),
+                    "config": config.as_dict(),
+                    "metrics": {
+                        "heldout_accuracy": outcome.heldout_accuracy,
+                        "heldout_pairs": outcome.heldout_pairs,
+                        "train_pairs": outcome.train_pairs,
+                        "final_loss": outcome.final_loss,
+                        "steps": outcome.steps,
+                        "train_seconds": round(time.monotonic() - started, 2),
+                    },
+                },
+            )
+        except BaseException as error:
+            self.registry.discard(staging)
+            outcome_label = "cancelled" if stop.is_set() else "failed"
+            self.metrics.train_runs.labels(outcome_label).inc()
+            log.warning("training ended without a version", extra={"outcome": outcome_label, "error": repr(error)})
+            raise
+        finally:
+            self.metrics.training.set(0)
+        self.metrics.train_runs.labels("completed").inc()
+        self.metrics.heldout_accuracy.set(outcome.heldout_accuracy)
+        log.info(
+            "training finished",
+            extra={"version": version.id, "heldout_accuracy": outcome.heldout_accuracy},
+        )
         return version

@@ -110,4 +110,6 @@ class RewardServicer(VersionRpcs, reward_pb2_grpc.RewardServiceServicer):
             max_length_tokens=self.service.scorer.max_length,
             training=self.service.training,
             ensemble_size=self.service.scorer.members,
+            serving_version=self.service.scorer.version,
+            replica_id=self.service.replica_id,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,9 +20,16 @@ T = TypeVar("T")
 S = TypeVar("S")  # a generated service stub
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# round_robin spreads calls over every address the target resolves to: the replicas behind a
+# Kubernetes headless Service (`dns:///reward-headless.<ns>.svc:50051`), or a list such as
+# `ipv4:10.0.0.1:50051,10.0.0.2:50051`. It skips a replica whose connection failed, so a call
+# retried after UNAVAILABLE (RetryPolicy) goes to another one. gRPC's default, pick_first,
+# would send everything to the first address. One address behaves as before.
+LOAD_BALANCING = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.service_config", LOAD_BALANCING),
 )
 
 Metadata = tuple[tuple[str, str], ...]

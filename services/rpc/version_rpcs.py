@@ -31,7 +31,8 @@ class VersionCalls:
         return self.call(self.stub.ListVersions, common_pb2.ListVersionsRequest())
 
     def promote(self, version: str) -> common_pb2.ActiveVersionChange:
-        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version), retry=False)
+        # Retried on UNAVAILABLE (another replica takes it): promoting the active version again changes nothing.
+        return self.call(self.stub.Promote, common_pb2.PromoteRequest(version=version))
 
     def rollback(self) -> common_pb2.ActiveVersionChange:
         return self.call(self.stub.Rollback, common_pb2.RollbackRequest(), retry=False)

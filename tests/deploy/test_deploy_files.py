@@ -18,6 +18,7 @@ from tests.fixtures.metrics_catalogue import all_metrics, metric_names
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+REWARD_REPLICAS = "dns:///reward-headless.rlhf-loop.svc.cluster.local:50051"
 JOBS = {"rlhf-reward", "rlhf-policy", "rlhf-backend", "rlhf-controller"}
 # Grafana's own variables, given values promtool accepts.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
@@ -147,12 +148,16 @@ def test_kubernetes_manifests_validate_strictly():
     kinds = {(d["kind"], d["metadata"]["name"]) for p in manifests for d in yaml.safe_load_all(Path(p).read_text())}
     for part in ("reward", "policy", "backend", "controller", "labelstudio"):
         assert ("Deployment", part) in kinds and ("Service", part) in kinds
-    # The shared state is a database with its own ReadWriteOnce volume; no volume is ReadWriteMany.
+    # The shared state is a database with its own ReadWriteOnce volume. Only the model registries are
+    # ReadWriteMany: the reward replicas share theirs, and so do the nodes of a policy training job.
     assert ("StatefulSet", "postgres") in kinds and ("Service", "postgres") in kinds
     documents = [d for p in manifests for d in yaml.safe_load_all(Path(p).read_text())]
-    claims = [d["spec"] for d in documents if d["kind"] == "PersistentVolumeClaim"]
-    claims += [t["spec"] for d in documents if d["kind"] == "StatefulSet" for t in d["spec"]["volumeClaimTemplates"]]
-    assert claims and all(c["accessModes"] == ["ReadWriteOnce"] for c in claims)
+    claims = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "PersistentVolumeClaim"}
+    claims |= {t["metadata"]["name"]: t["spec"] for d in documents if d["kind"] == "StatefulSet"
+               for t in d["spec"]["volumeClaimTemplates"]}  # fmt: skip
+    shared = {name for name, claim in claims.items() if claim["accessModes"] == ["ReadWriteMany"]}
+    assert shared == {"reward-registry", "policy-registry"}
+    assert all(claims[name]["accessModes"] == ["ReadWriteOnce"] for name in set(claims) - shared)
     for gpu_part in ("reward", "policy"):
         (deployment,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / f"{gpu_part}.yaml").read_text())
                          if d["kind"] == "Deployment"]  # fmt: skip
@@ -169,4 +174,27 @@ def test_the_deployed_loop_configs_are_valid_loop_configs(tmp_path):
         config = LoopConfig.from_toml(path)
         config.validate()  # a deployed (non-simulated) config must name its prompts file
         assert config.metrics_port == 9466 and config.metrics_host == "0.0.0.0"
-        assert tomllib.loads(path.read_text())["reward_url"] == "reward:50051"
+    # Compose runs one reward process; Kubernetes runs replicas, which the loop reaches through DNS.
+    assert tomllib.loads((DEPLOY / "compose" / "loop.toml").read_text())["reward_url"] == "reward:50051"
+    assert tomllib.loads(k8s_config.read_text())["reward_url"] == REWARD_REPLICAS
+
+
+def test_the_reward_replicas_sit_behind_a_headless_service_with_a_disruption_budget():
+    documents = list(yaml.safe_load_all((DEPLOY / "k8s" / "reward.yaml").read_text()))
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    replicas = deployment["spec"]["replicas"]
+    assert replicas >= 3 and deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    (headless,) = [d for d in documents if d["kind"] == "Service" and d["spec"].get("clusterIP") == "None"]
+    assert headless["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert f"dns:///{headless['metadata']['name']}.rlhf-loop.svc.cluster.local:50051" == REWARD_REPLICAS
+    (budget,) = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["spec"]["maxUnavailable"] < replicas
+    (volume,) = deployment["spec"]["template"]["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == "reward-registry"
+    # Every client of the reward service balances over the replicas.
+    for part in ("policy", "backend"):
+        (client,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / f"{part}.yaml").read_text())
+                     if d["kind"] == "Deployment"]  # fmt: skip
+        args = client["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--reward-url") + 1] == REWARD_REPLICAS, part

@@ -9,6 +9,7 @@ from services.models.registry import (
     InvalidVersionNameError,
     ModelRegistry,
     NothingToRollBackError,
+    TrainingInProgressError,
     VersionNotFoundError,
 )
 
@@ -127,3 +128,63 @@ def test_format_reads_the_kind_key_of_reward_registries_written_before_format(tm
     new = registry.ensure_base({})
     assert (old.format, new.format, new.id) == ("base", "base", old.id)
     assert registry.active == old.id
+
+
+def hold_in_child(tmp_path, body: str) -> subprocess.Popen:
+    """A child process that opens the registry, runs `body` (which prints once it holds what it takes), and
+    waits for its stdin to close."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from services.models.registry import ModelRegistry
+        registry = ModelRegistry(Path({str(tmp_path)!r}), "reward")
+        """
+    ) + textwrap.dedent(body)
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_another_process_opening_the_registry_keeps_a_live_writers_staging(tmp_path):
+    """A replica starting beside one that trains must not delete the version being written."""
+    writer = hold_in_child(
+        tmp_path,
+        """
+        staging = registry.staging_dir()
+        (staging / "model.safetensors").write_text("half")
+        print("ready", flush=True)
+        sys.stdin.read()
+        registry.commit(staging, {"parent": "", "metrics": {}})
+        """,
+    )
+    ModelRegistry(tmp_path, "reward")  # a second process opens it while the first writes
+    assert len(list(tmp_path.glob(".staging-*/model.safetensors"))) == 1
+    writer.stdin.close()
+    assert writer.wait(30) == 0
+    (version,) = ModelRegistry(tmp_path, "reward").list()
+    assert (version.path / "model.safetensors").read_text() == "half"
+    assert not (version.path / ".writing").exists()
+
+
+def test_one_training_run_per_registry_across_processes(tmp_path):
+    holder = hold_in_child(
+        tmp_path,
+        """
+        with registry.exclusive_training("replica-a"):
+            print("ready", flush=True)
+            sys.stdin.read()
+        """,
+    )
+    registry = ModelRegistry(tmp_path, "reward")
+    with pytest.raises(TrainingInProgressError, match="in progress on replica-a"), registry.exclusive_training("b"):
+        pass
+    holder.stdin.close()
+    assert holder.wait(30) == 0
+    # One run per registry in one process too (flock is per open file, not per process).
+    with (
+        registry.exclusive_training("replica-b"),
+        pytest.raises(TrainingInProgressError, match="replica-b"),
+        registry.exclusive_training("replica-c"),
+    ):
+        pass

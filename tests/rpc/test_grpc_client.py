@@ -1,5 +1,8 @@
 import asyncio
+import json
+import re
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -8,7 +11,7 @@ from services.core.errors import ServiceError
 from services.policy.remote_reward import RemoteReward, RewardServiceUnavailableError
 from services.proto.rlhf.v1 import reward_pb2, reward_pb2_grpc
 from services.reward.client import AsyncRewardClient, RewardClient
-from services.rpc.client import RetryPolicy, bearer_metadata
+from services.rpc.client import CHANNEL_OPTIONS, RetryPolicy, bearer_metadata
 from services.tools.service_process import free_port
 from tests.fixtures.recording_reward_server import serving
 
@@ -22,12 +25,18 @@ def test_unavailable_is_retried_with_backoff_then_raised():
     assert time.monotonic() - began >= 0.1 + 0.2  # two backoffs: 0.1 s, then 0.2 s
 
 
-def test_promote_is_not_retried():
-    with RewardClient(f"127.0.0.1:{free_port()}", retries=5, backoff_s=1.0, timeout_s=2) as client:
+def test_rollback_is_not_retried_but_promote_is():
+    """Rolling back twice would go back two versions; promoting the active version again changes nothing."""
+    with RewardClient(f"127.0.0.1:{free_port()}", retries=2, backoff_s=0.5, timeout_s=2) as client:
         began = time.monotonic()
         with pytest.raises(grpc.RpcError):
+            client.rollback()
+        assert time.monotonic() - began < 0.5
+        began = time.monotonic()
+        with pytest.raises(grpc.RpcError) as error:
             client.promote("reward-0002")
-    assert time.monotonic() - began < 1.0
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - began >= 0.5 + 1.0
 
 
 class Failure(grpc.RpcError):
@@ -166,3 +175,20 @@ async def test_remote_reward_gives_up_on_an_unavailable_service():
     reward = RemoteReward(f"127.0.0.1:{free_port()}", timeout_s=2, retries=1, backoff_s=0.05)
     with pytest.raises(RewardServiceUnavailableError, match="after 2 attempts"):
         await reward.score(["p"], ["text"])
+
+
+def test_every_client_channel_balances_round_robin_over_the_targets_addresses():
+    """Channels are made in one place, with round_robin, so every client of the services spreads over replicas.
+
+    The benchmarks (services/tools) measure one server on purpose and make their own.
+    """
+    root = Path(__file__).resolve().parents[2]
+    makers = {
+        path.relative_to(root).as_posix()
+        for package in ("services", "labelstudio_backend")
+        for path in (root / package).rglob("*.py")
+        if re.search(r"\b(insecure|secure)_channel\(", path.read_text())
+    }
+    assert {m for m in makers if not m.startswith("services/tools/")} == {"services/rpc/client.py"}
+    config = json.loads(dict(CHANNEL_OPTIONS)["grpc.service_config"])
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]

@@ -142,7 +142,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RewardInfo(_message.Message):
-    __slots__ = ("active_version", "base_model", "architecture", "max_batch", "max_wait_ms", "max_queue", "max_items_per_request", "max_text_chars", "max_length_tokens", "training", "ensemble_size")
+    __slots__ = ("active_version", "base_model", "architecture", "max_batch", "max_wait_ms", "max_queue", "max_items_per_request", "max_text_chars", "max_length_tokens", "training", "ensemble_size", "serving_version", "replica_id")
     ACTIVE_VERSION_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,8 @@ class RewardInfo(_message.Message):
     MAX_LENGTH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FIELD_NUMBER: _ClassVar[int]
     ENSEMBLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
     active_version: str
     base_model: str
     architecture: str
@@ -165,4 +167,6 @@ class RewardInfo(_message.Message):
     max_length_tokens: int
     training: bool
     ensemble_size: int
-    def __init__(self, active_version: _Optional[str] = ..., base_model: _Optional[str] = ..., architecture: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_length_tokens: _Optional[int] = ..., training: _Optional[bool] = ..., ensemble_size: _Optional[int] = ...) -> None: ...
+    serving_version: str
+    replica_id: str
+    def __init__(self, active_version: _Optional[str] = ..., base_model: _Optional[str] = ..., architecture: _Optional[str] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue: _Optional[int] = ..., max_items_per_request: _Optional[int] = ..., max_text_chars: _Optional[int] = ..., max_length_tokens: _Optional[int] = ..., training: _Optional[bool] = ..., ensemble_size: _Optional[int] = ..., serving_version: _Optional[str] = ..., replica_id: _Optional[str] = ...) -> None: ...

@@ -107,13 +107,15 @@ class RewardServiceServicer:
 
     def Promote(self, request, context):
         """Makes a version the one that serves. In-flight requests finish on the old one.
+        With replicas on one registry it returns once every live replica serves it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Rollback(self, request, context):
-        """Moves the active pointer back to the version that was active before.
+        """Moves the active pointer back to the version that was active before
+        (on every live replica, as Promote).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
