@@ -35,9 +35,12 @@ class RewardMetrics:
             ["action"],
             registry=r,
         )
+        self.replicas = Gauge(
+            f"{PREFIX}_replicas", "Live replicas on this replica's registry, itself included", registry=r
+        )
         self.replicas_behind = Gauge(
             f"{PREFIX}_replicas_behind",
-            "Live replicas not yet serving the version this replica's last Promote or Rollback made active",
+            "Live replicas on this replica's registry that do not serve its active version",
             registry=r,
         )
         self.training = Gauge(f"{PREFIX}_training", "1 while a training run is in progress", registry=r)

@@ -26,7 +26,7 @@ from services.models.registry import ModelRegistry, VersionInfo
 from services.reward.batching import BatchStats, DynamicBatcher
 from services.reward.metrics import RewardMetrics
 from services.reward.ranking import RankResult, rank_candidates
-from services.reward.replicas import ReplicaBoard, default_replica_id
+from services.reward.replicas import ReplicaBoard, ReplicaStatus, default_replica_id
 from services.reward.scorer import RewardScorer, ScoreItem, member_mean, member_spread
 from services.reward.train_config import RewardTrainConfig
 from services.reward.trainer import TrainOutcome, TrainProgress, prepare_split, train_reward_model
@@ -276,6 +276,7 @@ class RewardService:
             try:
                 await asyncio.to_thread(self.replicas.announce, self.scorer.version)
                 await self._follow_active()
+                self._count_replicas(await asyncio.to_thread(self.replicas.live), self.registry.active)
             except Exception:
                 # Keep serving what is loaded (a Promote that waits for this replica will say so)
                 # and try again later rather than reloading a broken version twice a second.
@@ -300,8 +301,8 @@ class RewardService:
         self.replicas.announce(version)
         deadline = time.monotonic() + self.config.promote_sync_timeout_s
         while True:
-            behind = [r.id for r in await asyncio.to_thread(self.replicas.live) if r.version != version]
-            self.metrics.replicas_behind.set(len(behind))
+            live = await asyncio.to_thread(self.replicas.live)
+            behind = self._count_replicas(live, version)
             if not behind or self.registry.active != version:  # all there, or a later change superseded it
                 return
             if time.monotonic() > deadline:
@@ -310,6 +311,13 @@ class RewardService:
                     f"{self.config.promote_sync_timeout_s:.0f}s; they keep trying (see their logs)"
                 )
             await asyncio.sleep(min(0.05, self.config.follow_interval_s))
+
+    def _count_replicas(self, live: Sequence[ReplicaStatus], active: str) -> list[str]:
+        """The live replicas not serving `active`, also set as gauges."""
+        behind = [r.id for r in live if r.version != active]
+        self.metrics.replicas.set(len(live))
+        self.metrics.replicas_behind.set(len(behind))
+        return behind
 
     def _swap_in(self, scorer: RewardScorer, action: str) -> None:
         self._scorer = scorer

@@ -53,10 +53,10 @@ class Answer:
     version: str
 
 
-def items_scored(process: ServiceProcess) -> float:
+def metric(process: ServiceProcess, name: str) -> float:
     with urllib.request.urlopen(f"{process.http}/metrics", timeout=5) as reply:
         lines = reply.read().decode().splitlines()
-    return sum(float(line.split()[-1]) for line in lines if line.startswith("rlhf_reward_items_scored_total"))
+    return sum(float(line.split()[-1]) for line in lines if line.split("{")[0].split()[0] == name)
 
 
 def serving_versions(processes: list[ServiceProcess]) -> dict[str, tuple[str, str]]:
@@ -140,5 +140,7 @@ def test_16_clients_lose_nothing_while_a_replica_dies_and_the_version_changes(re
     assert len(after_rollback) > 50 and set(after_rollback) == {old}
     assert serving_versions(replicas) == {f"replica-{n}": (old, old) for n in range(REPLICAS)}
     # round_robin spread the calls: every replica scored some (the restarted one counts since its restart).
-    assert all(items_scored(process) > 0 for process in replicas[:2])
+    assert all(metric(process, "rlhf_reward_items_scored_total") > 0 for process in replicas[:2])
+    assert [metric(p, "rlhf_reward_replicas") for p in replicas] == [REPLICAS] * REPLICAS
+    assert [metric(p, "rlhf_reward_replicas_behind") for p in replicas] == [0] * REPLICAS
     assert "active version changed" in replicas[1].log() and '"action": "follow"' in replicas[1].log()
