@@ -6,10 +6,24 @@ import argparse
 import os
 import sys
 
-from services.cli import annotate, bench, demo, health, image, labelstudio, loop, models, prefs, project, serve, tools
+from services.cli import (
+    annotate,
+    bench,
+    demo,
+    health,
+    image,
+    labelstudio,
+    loop,
+    models,
+    prefs,
+    project,
+    serve,
+    tools,
+    train,
+)
 
 # In the order `rlhf-loop --help` lists their commands.
-GROUPS = (serve, labelstudio, project, prefs, annotate, loop, bench, tools, health, demo, models, image)
+GROUPS = (serve, train, labelstudio, project, prefs, annotate, loop, bench, tools, health, demo, models, image)
 
 
 def build_parser() -> argparse.ArgumentParser:

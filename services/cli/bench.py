@@ -39,11 +39,34 @@ def _add_reward(reward: argparse.ArgumentParser) -> None:
     reward.add_argument("--max-batch", type=int, default=32)
     reward.add_argument("--bucket-tokens", type=int, default=512)
     reward.add_argument("--max-wait-ms", type=float, default=5.0)
+    reward.add_argument(
+        "--wait-clients",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 8, 32],
+        help="client counts at which the adaptive and the fixed batch wait are compared (default 1,8,32; 1 always)",
+    )
+    reward.add_argument(
+        "--null-model",
+        action="store_true",
+        help="measure the serving path alone: a stand-in model whose forward costs nothing, 1 process vs --processes",
+    )
+    reward.add_argument(
+        "--processes",
+        type=int,
+        help="serving processes on the service's port (default 1; with --null-model: compared with 1, default 2)",
+    )
     _add_output_options(reward)
     reward.set_defaults(func=_reward)
 
 
 def _reward(args: argparse.Namespace) -> int:
+    if args.null_model:
+        from services.tools.reward_serving_bench import run_serving_path_benchmark
+
+        report = run_serving_path_benchmark(
+            processes=args.processes or 2, seconds=args.seconds, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms
+        )
+        return _print(report, args)
     from services.tools.reward_bench import run_reward_benchmark
 
     report = run_reward_benchmark(
@@ -53,6 +76,8 @@ def _reward(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         bucket_tokens=args.bucket_tokens,
         max_wait_ms=args.max_wait_ms,
+        wait_clients=args.wait_clients,
+        processes=args.processes or 1,
     )
     return _print(report, args)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.cli.options import add_labelstudio_options, basic_auth, labelstudio_login
+from services.cli.train import add_launch_options, launch_spec
 from services.core.env import AUTH_TOKEN_ENV, BACKEND_PASSWORD_ENV, REWARD_TOKEN_ENV, WEBHOOK_SECRET_ENV
 
 if TYPE_CHECKING:
@@ -114,9 +115,41 @@ def _add_reward(reward: argparse.ArgumentParser) -> None:
         default=512,
         help="padded tokens per forward chunk (length bucketing; raise on a GPU)",
     )
-    reward.add_argument("--threads", type=int, help="torch CPU threads")
+    reward.add_argument("--threads", type=int, help="torch CPU threads (default: all cores, shared out by --processes)")
+    reward.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="serving processes sharing the gRPC port (SO_REUSEPORT); process i serves HTTP on --metrics-port + i",
+    )
+    reward.add_argument(
+        "--batch-wait",
+        choices=["adaptive", "fixed"],
+        default="adaptive",
+        help="adaptive: hold a batch only while answered callers are expected back; fixed: --max-wait-ms always",
+    )
+    reward.add_argument("--null-model", action="store_true", help=argparse.SUPPRESS)  # `bench reward`'s stand-in
     reward.add_argument("--trust-remote-code", action="store_true", help="run a checkpoint's own Python code")
     reward.add_argument("--allow-pickle", action="store_true", help="allow pickle-based weights for the backbone")
+    replicas = reward.add_argument_group(
+        "replicas", "several reward processes on one --registry (a shared volume) serve one active version"
+    )
+    replicas.add_argument("--replica-id", default="", help="this replica's name (default <hostname>-<pid>)")
+    replicas.add_argument(
+        "--follow-interval", type=float, default=0.5, help="seconds between checks of the active version (0.5)"
+    )
+    replicas.add_argument(
+        "--replica-stale-after",
+        type=float,
+        default=5.0,
+        help="a replica silent this many seconds is not waited for by a Promote (default 5)",
+    )
+    replicas.add_argument(
+        "--promote-sync-timeout",
+        type=float,
+        default=120.0,
+        help="longest wait of a Promote or Rollback for the other replicas to serve it (default 120 s)",
+    )
     reward.set_defaults(func=_reward)
 
 
@@ -131,6 +164,7 @@ def _reward(args: argparse.Namespace) -> int:
         base_model=args.model,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
+        batch_wait=args.batch_wait,
         max_queue=args.max_queue,
         max_items_per_request=args.max_items,
         max_text_chars=args.max_text_chars,
@@ -138,8 +172,19 @@ def _reward(args: argparse.Namespace) -> int:
         bucket_tokens=args.bucket_tokens,
         trust_remote_code=args.trust_remote_code,
         allow_pickle=args.allow_pickle,
+        replica_id=args.replica_id,
+        follow_interval_s=args.follow_interval,
+        replica_stale_s=args.replica_stale_after,
+        promote_sync_timeout_s=args.promote_sync_timeout,
     )
-    main(settings, config, threads=args.threads)
+    try:
+        config.validate()
+    except ValueError as error:
+        sys.exit(
+            f"rlhf-loop serve reward: {error} (--follow-interval > 0, --replica-stale-after > --follow-interval, "
+            "--promote-sync-timeout >= 0)"
+        )
+    main(settings, config, threads=args.threads, processes=args.processes, null_model=args.null_model)
     return 0
 
 
@@ -149,12 +194,25 @@ def _add_policy(policy: argparse.ArgumentParser) -> None:
     policy.add_argument(
         "--model", default="smollm2", help="base model: 'smollm2' (default) or a local causal-LM checkpoint dir"
     )
-    policy.add_argument("--reward-url", help="reward service HOST:PORT (needed by grpo, rloo and Evaluate)")
+    policy.add_argument(
+        "--reward-url",
+        help="reward service HOST:PORT, or a gRPC target over replicas such as dns:///NAME:PORT "
+        "(needed by grpo, rloo and Evaluate)",
+    )
     policy.add_argument(
         "--reward-tls-ca", type=Path, help=f"CA certificate of a TLS reward service (token: ${REWARD_TOKEN_ENV})"
     )
     policy.add_argument("--generation-backend", choices=["transformers", "vllm"], default="transformers")
-    policy.add_argument("--train-processes", type=int, default=1, help=">1 trains under accelerate launch (DDP)")
+    training = policy.add_argument_group(
+        "training", "more than one process, on this machine or more (the others run `rlhf-loop train node`)"
+    )
+    add_launch_options(training, prefix="train-")
+    training.add_argument(
+        "--train-strategy",
+        choices=["ddp", "fsdp"],
+        default="ddp",
+        help="ddp: a full model copy per process (default); fsdp: the model sharded across them (GPUs only)",
+    )
     policy.add_argument("--gold-scorer", help="module:function(prompt, response) -> float, reported by Evaluate")
     policy.add_argument("--max-prompts", type=int, default=64, help="prompts per Generate request")
     policy.add_argument("--max-n", type=int, default=16, help="completions per prompt")
@@ -181,7 +239,7 @@ def _policy(args: argparse.Namespace) -> int:
         max_n=args.max_n,
         max_new_tokens=args.max_new_tokens,
         max_prompt_chars=args.max_prompt_chars,
-        train_processes=args.train_processes,
+        train_launch=launch_spec(args, prefix="train-", strategy=args.train_strategy),
         gold_scorer=args.gold_scorer,
         trust_remote_code=args.trust_remote_code,
     )
@@ -193,7 +251,11 @@ def _add_backend(backend: argparse.ArgumentParser) -> None:
     backend.add_argument("--host", default="127.0.0.1")
     backend.add_argument("--port", type=int, default=9091)
     backend.add_argument("--store", default="sqlite:///preferences.db", help="SQLAlchemy URL of the preference store")
-    backend.add_argument("--reward-url", default="127.0.0.1:50051", help="reward service HOST:PORT")
+    backend.add_argument(
+        "--reward-url",
+        default="127.0.0.1:50051",
+        help="reward service HOST:PORT, or a gRPC target over replicas such as dns:///NAME:PORT",
+    )
     backend.add_argument("--policy-url", help="policy service HOST:PORT: new prompt-only tasks get candidates")
     backend.add_argument("--candidates", type=int, default=4, help="candidates per task (Pairwise: 2)")
     backend.add_argument("--max-new-tokens", type=int, default=64)

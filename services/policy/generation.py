@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -14,6 +15,9 @@ from services.core.errors import DeadlineError, InvalidRequestError, Preconditio
 from services.models.registry import VersionInfo
 from services.policy.policy_model import PolicyModel, format_prompt
 from services.policy.sampling import Sampling
+
+if TYPE_CHECKING:
+    from vllm.lora.request import LoRARequest
 
 BACKENDS = ("transformers", "vllm")
 
@@ -130,25 +134,49 @@ class VllmBackend:
 
     name = "vllm"
 
-    def __init__(self, base_path: Path, tokenizer, max_lora_rank: int = 64):
+    def __init__(self, base_path: Path, tokenizer, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.5):
         from vllm import LLM
 
         self.tokenizer = tokenizer
-        self.llm = LLM(model=str(base_path), enable_lora=True, max_lora_rank=max_lora_rank)
+        self.max_lora_rank = max_lora_rank
+        # vLLM reserves this share of the GPU up front; its default (0.9) assumes a GPU of its own, but this
+        # service's transformers copy (Promote, Evaluate's log-probabilities) and its training worker share it.
+        self.llm = LLM(
+            model=str(base_path),
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
         self._lora_ids: dict[str, int] = {}
+
+    def lora_request(self, version: VersionInfo) -> LoRARequest | None:
+        """None for the base; for a LoRA version a LoRARequest whose id stays the same for that version."""
+        from vllm.lora.request import LoRARequest
+
+        if version.format == "full":
+            raise PreconditionError("the vllm backend serves the base model and LoRA versions only")
+        if version.format != "lora":
+            return None
+        rank = json.loads((version.path / "adapter_config.json").read_text())["r"]
+        if rank > self.max_lora_rank:  # vLLM would fail the request with an internal error
+            raise PreconditionError(
+                f"{version.id} has LoRA rank {rank}; the vllm backend serves ranks up to {self.max_lora_rank}"
+            )
+        lora_id = self._lora_ids.setdefault(version.id, len(self._lora_ids) + 1)
+        return LoRARequest(version.id, lora_id, str(version.path))
+
+    def _token_ids(self, prompt: str) -> list[int]:
+        """The prompt's token ids, encoded as the transformers backend encodes them."""
+        # A chat template's text already holds its special tokens: vLLM's own tokenization would add them again.
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        return self.tokenizer(format_prompt(self.tokenizer, prompt), add_special_tokens=not chat)["input_ids"]
 
     def generate(
         self, version: VersionInfo, prompts: list[str], n: int, sampling: Sampling, deadline: float | None
     ) -> list[list[Generated]]:
         from vllm import SamplingParams
-        from vllm.lora.request import LoRARequest
 
-        if version.metadata.get("format") == "full":
-            raise PreconditionError("the vllm backend serves the base model and LoRA versions only")
-        lora = None
-        if version.metadata.get("format") == "lora":
-            lora_id = self._lora_ids.setdefault(version.id, len(self._lora_ids) + 1)
-            lora = LoRARequest(version.id, lora_id, str(version.path))
+        lora = self.lora_request(version)
         params = SamplingParams(
             n=n,
             temperature=sampling.temperature,
@@ -157,8 +185,8 @@ class VllmBackend:
             seed=sampling.seed,
             logprobs=0,
         )
-        texts = [format_prompt(self.tokenizer, p) for p in prompts]
-        outputs = self.llm.generate(texts, params, lora_request=lora, use_tqdm=False)
+        encoded = [{"prompt_token_ids": self._token_ids(p)} for p in prompts]
+        outputs = self.llm.generate(encoded, params, lora_request=lora, use_tqdm=False)
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineError("deadline passed during generation")
         return [

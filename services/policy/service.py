@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.core.errors import InvalidRequestError, PreconditionError
@@ -17,11 +17,12 @@ from services.models.registry import ModelRegistry, VersionInfo
 from services.policy.evaluation import Evaluation, evaluate
 from services.policy.generation import Generated, GenerationBackend, TransformersBackend, select_backend
 from services.policy.metrics import PolicyMetrics
-from services.policy.policy_model import PolicyModel
+from services.policy.policy_model import PolicyModel, pick_device
 from services.policy.remote_reward import ConservativeRewardError, RemoteReward
 from services.policy.sampling import Sampling
 from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
+from services.policy.training.launch import LaunchSpec
 from services.policy.training.runner import TrainingRunner
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,14 @@ class PolicyServiceConfig:
     max_new_tokens: int = 512
     max_prompt_chars: int = 8192
     default_max_new_tokens: int = 64
-    train_processes: int = 1  # >1: training runs under `accelerate launch` (DDP)
+    train_launch: LaunchSpec = field(default_factory=LaunchSpec)  # several processes (and nodes): torchrun, DDP or FSDP
     gold_scorer: str | None = None  # "module:function" taking (prompt, response) -> float
     trust_remote_code: bool = False
 
 
 class PolicyService:
     def __init__(self, config: PolicyServiceConfig, metrics: PolicyMetrics | None = None):
+        config.train_launch.validate(cuda=pick_device().type == "cuda")  # before the model loads
         self.config = config
         self.metrics = metrics or PolicyMetrics()
         self.registry = ModelRegistry(config.registry_dir, VERSION_PREFIX)
@@ -65,7 +67,7 @@ class PolicyService:
         self.runner = TrainingRunner(
             self.registry,
             self.metrics,
-            processes=config.train_processes,
+            launch=config.train_launch,
             reward_target=config.reward_target,
             reward_token=config.reward_token,
             reward_tls_ca=config.reward_tls_ca,
@@ -195,7 +197,6 @@ class PolicyService:
                 self.base_path,
                 config,
                 data,
-                cuda=self.policy.device.type == "cuda",
                 on_progress=on_progress,
                 stop=stop,
             )

@@ -23,7 +23,7 @@ from services.core.errors import DeadlineError, InvalidRequestError, Preconditio
 from services.core.rankings import Ranking, training_data_hash
 from services.models.loading import load_reward_model, resolve_model
 from services.models.registry import ModelRegistry, VersionInfo
-from services.reward.batching import BatchStats, DynamicBatcher
+from services.reward.batching import ADAPTIVE, BatchStats, DynamicBatcher
 from services.reward.metrics import RewardMetrics
 from services.reward.ranking import RankResult, rank_candidates
 from services.reward.replicas import ReplicaBoard, ReplicaStatus, default_replica_id
@@ -48,6 +48,7 @@ class RewardServiceConfig:
     base_model: str = "minilm"
     max_batch: int = 32
     max_wait_ms: float = 5.0
+    batch_wait: str = ADAPTIVE  # or FIXED: how long a batch is held open (see batching.py)
     max_queue: int = 1024
     max_items_per_request: int = 256
     max_text_chars: int = 16384  # prompt + response, per item
@@ -90,6 +91,7 @@ class RewardService:
             max_batch=config.max_batch,
             max_wait_s=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
+            wait=config.batch_wait,
             on_batch=self._record_batch,
         )
         self.metrics.queue_depth.set_function(lambda: self.batcher.depth)

@@ -8,12 +8,16 @@ hand-offs, and the /metrics (and other HTTP) endpoints run in that loop too.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hmac
 import logging
+import multiprocessing
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import grpc
@@ -34,6 +38,11 @@ disable_created_metrics()  # `_created` series are noise to Prometheus; every pa
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class CompanionExitedError(RuntimeError):
+    """A process serving the same port exited without being asked to; the others were stopped with it."""
 
 
 @dataclass
@@ -99,23 +108,32 @@ class RequestMetricsInterceptor(grpc.aio.ServerInterceptor):
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
         )
-
-    def _record(self, method: str, context, started: float, error: BaseException | None) -> None:
-        if isinstance(error, asyncio.CancelledError):
-            code = grpc.StatusCode.CANCELLED
-        elif error is not None and context.code() is None:
-            code = grpc.StatusCode.UNKNOWN
-        else:
-            code = context.code() or grpc.StatusCode.OK
-        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-        self.requests.labels(method, name).inc()
-        self.latency.labels(method).observe(time.perf_counter() - started)
+        # method -> (the servicer's handler, it wrapped): handlers are the same objects on every call, so
+        # each is wrapped once, not per request. Only registered methods get here, so the dict stays small.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method.rsplit("/", 1)[-1]
         if handler is None or handler_call_details.method.startswith(HEALTH_PREFIX):
             return handler
+        cached = self._wrapped.get(handler_call_details.method)
+        if cached is None or cached[0] is not handler:
+            cached = handler, self._wrap(handler, handler_call_details.method.rsplit("/", 1)[-1])
+            self._wrapped[handler_call_details.method] = cached
+        return cached[1]
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        latency = self.latency.labels(method)
+
+        def record(context, started: float, error: BaseException | None) -> None:
+            if isinstance(error, asyncio.CancelledError):
+                code = grpc.StatusCode.CANCELLED
+            elif error is not None and context.code() is None:
+                code = grpc.StatusCode.UNKNOWN
+            else:
+                code = context.code() or grpc.StatusCode.OK
+            self.requests.labels(method, code.name if isinstance(code, grpc.StatusCode) else str(code)).inc()
+            latency.observe(time.perf_counter() - started)
 
         def unary(behaviour):
             async def wrapped(request, context):
@@ -126,7 +144,7 @@ class RequestMetricsInterceptor(grpc.aio.ServerInterceptor):
                     error = e
                     raise
                 finally:
-                    self._record(method, context, started, error)
+                    record(context, started, error)
 
             return wrapped
 
@@ -140,7 +158,7 @@ class RequestMetricsInterceptor(grpc.aio.ServerInterceptor):
                     error = e
                     raise
                 finally:
-                    self._record(method, context, started, error)
+                    record(context, started, error)
 
             return wrapped
 
@@ -169,6 +187,29 @@ def metrics_route(registry: CollectorRegistry) -> web.RouteDef:
     return web.get("/metrics", metrics)
 
 
+def spawn_companions(count: int, target: Callable[[int], None]) -> list[BaseProcess]:
+    """Run `target(1)` ... `target(count)`, each in a fresh process that dies with this one.
+
+    gRPC servers bind with SO_REUSEPORT, so companions that serve the same
+    port share its connections: the kernel spreads new connections over them.
+    """
+    context = multiprocessing.get_context("spawn")  # fork would copy gRPC's and torch's threads' state
+    companions = [
+        context.Process(target=_run_companion, args=(target, index), name=f"companion-{index}")
+        for index in range(1, count + 1)
+    ]
+    for companion in companions:
+        companion.start()
+    return companions
+
+
+def _run_companion(target: Callable[[int], None], index: int) -> None:
+    if sys.platform.startswith("linux"):
+        # A parent killed outright cannot forward its SIGTERM: have the kernel send it, so no orphan keeps the port.
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    target(index)
+
+
 async def serve(
     settings: ServerSettings,
     *,
@@ -178,12 +219,16 @@ async def serve(
     http_routes: list[web.RouteDef] = (),
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    companions: Sequence[BaseProcess] = (),
 ) -> None:
     """Run a gRPC server and its HTTP side (metrics + `http_routes`) until SIGTERM/SIGINT.
 
     `register(server)` adds the servicers and returns their full service names.
     On a signal, health turns NOT_SERVING first so load balancers stop sending
-    work, then in-flight calls get `grace_seconds` to finish.
+    work, then in-flight calls get `grace_seconds` to finish. `companions`
+    (from spawn_companions) get the signal too and are waited for; one that
+    exits on its own stops this process as well (CompanionExitedError), so an
+    orchestrator restarts the whole group rather than serving on with fewer.
     """
     interceptors: list[grpc.aio.ServerInterceptor] = [RequestMetricsInterceptor(metrics_registry, metrics_prefix)]
     if settings.auth_token:
@@ -233,11 +278,32 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    exited: list[BaseProcess] = []
+
+    def on_exit(companion: BaseProcess) -> None:
+        loop.remove_reader(companion.sentinel)
+        exited.append(companion)
+        stop.set()
+
+    for companion in companions:
+        loop.add_reader(companion.sentinel, on_exit, companion)  # readable once the process has exited
     await stop.wait()
+    for companion in companions:
+        loop.remove_reader(companion.sentinel)
+        companion.terminate()  # SIGTERM: each shuts down gracefully, as this one does
     log.info("shutting down", extra={"grace_seconds": settings.grace_seconds})
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_seconds)
     await runner.cleanup()
     if on_stop:
         await on_stop()
+    for companion in companions:
+        await asyncio.to_thread(companion.join, settings.grace_seconds + 30)  # its grace, then its model's cleanup
+        if companion.is_alive():
+            companion.kill()
+    if exited:  # their exit codes are known once joined, not yet when their sentinels turned readable
+        raise CompanionExitedError(
+            ", ".join(f"{c.name} (pid {c.pid}) exited with code {c.exitcode}" for c in exited)
+            + "; the other serving processes were stopped"
+        )
     log.info("stopped")

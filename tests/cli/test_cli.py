@@ -6,7 +6,7 @@ import pytest
 
 from services.cli import GROUPS, build_parser
 
-COMMANDS = ["serve", "labelstudio", "project", "tasks", "sync", "prefs", "annotate", "loop", "bench", "chaos",
+COMMANDS = ["serve", "train", "labelstudio", "project", "tasks", "sync", "prefs", "annotate", "loop", "bench", "chaos",
             "reliability", "health", "demo", "models", "image"]  # fmt: skip
 
 

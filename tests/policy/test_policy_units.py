@@ -1,7 +1,5 @@
 import asyncio
 import math
-import os
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,6 @@ from services.policy.sampling import Sampling
 from services.policy.training.callbacks import kl_budget_callback
 from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
-from services.policy.training.runner import worker_command
 from services.policy.training.spec import TrainSpec
 from services.policy.training.trainable import last_checkpoint
 
@@ -168,16 +165,6 @@ def test_prompt_order_does_not_change_the_run_data_digest():
         TrainingData.from_rankings([])
 
 
-def test_worker_runs_guarded_alone_or_under_accelerate(tmp_path):
-    single = worker_command(tmp_path / "spec.json", processes=1, cuda=False)
-    assert single[2:4] == ["services.policy.training.orphan_guard", str(os.getpid())]
-    assert single[4:] == ["services.policy.training.worker", str(tmp_path / "spec.json")]
-    ddp = worker_command(tmp_path / "spec.json", processes=2, cuda=False)
-    config = Path(ddp[ddp.index("--config_file") + 1])
-    assert config.name == "cpu_ddp.yaml" and config.is_file()  # package data beside the runner
-    assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[-3:-1] == ["-m", "services.policy.training.worker"]
-
-
 def test_a_resume_skips_and_removes_a_checkpoint_killed_while_it_was_written(tmp_path):
     for step, complete in ((2, True), (4, True), (6, False), (10, False)):
         checkpoint = tmp_path / f"checkpoint-{step}"
@@ -188,3 +175,88 @@ def test_a_resume_skips_and_removes_a_checkpoint_killed_while_it_was_written(tmp
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-4"  # not checkpoint-10 (sorted by step, not name)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert last_checkpoint(tmp_path / "empty") is None
+
+
+# -- the vLLM backend's own logic, with vLLM faked at its edge (it needs CUDA) --------------------------------
+
+
+class _FakeLLM:
+    def __init__(self, **options):
+        self.options = options
+        self.calls = []
+
+    def generate(self, prompts, params, lora_request=None, use_tqdm=True):
+        from types import SimpleNamespace
+
+        self.calls.append((prompts, params, lora_request))
+        done = SimpleNamespace(text="hi", token_ids=[5, 6], cumulative_logprob=-1.5, finish_reason="length")
+        return [SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[done] * params.n) for p in prompts]
+
+
+class _ChatTokenizer:
+    """Its chat template writes the BOS text itself, as Llama 3's does; called bare it would add one more."""
+
+    chat_template = "{{ messages }}"
+
+    def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+        return f"<s>user: {messages[0]['content']}\nassistant:"
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [1] * add_special_tokens + [ord(c) for c in text]}
+
+
+@pytest.fixture
+def vllm_backend(monkeypatch, tmp_path):
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    from services.policy.generation import VllmBackend
+
+    vllm, lora, request = ModuleType("vllm"), ModuleType("vllm.lora"), ModuleType("vllm.lora.request")
+    vllm.LLM, vllm.SamplingParams = _FakeLLM, SimpleNamespace
+    request.LoRARequest = lambda name, int_id, path: SimpleNamespace(name=name, int_id=int_id, path=path)
+    for module in (vllm, lora, request):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    return VllmBackend(tmp_path / "base", _ChatTokenizer())
+
+
+def _version(tmp_path, name: str, fmt: str, rank: int = 16):
+    from services.models.registry import VersionInfo
+
+    path = tmp_path / name
+    path.mkdir(exist_ok=True)
+    (path / "adapter_config.json").write_text(f'{{"r": {rank}}}')
+    return VersionInfo(name, path, {"format": fmt})
+
+
+def test_vllm_backend_leaves_room_on_the_gpu_for_the_services_other_users(vllm_backend):
+    assert vllm_backend.llm.options["enable_lora"] is True
+    assert vllm_backend.llm.options["gpu_memory_utilization"] < 0.9  # vLLM's default would take nearly all of it
+
+
+def test_vllm_backend_serves_each_lora_version_under_one_stable_id(vllm_backend, tmp_path):
+    assert vllm_backend.lora_request(_version(tmp_path, "policy-0001", "base")) is None
+    first = vllm_backend.lora_request(_version(tmp_path, "policy-0002", "lora"))
+    second = vllm_backend.lora_request(_version(tmp_path, "policy-0003", "lora"))
+    assert (first.name, first.path) == ("policy-0002", str(tmp_path / "policy-0002"))
+    assert first.int_id != second.int_id
+    assert vllm_backend.lora_request(_version(tmp_path, "policy-0002", "lora")).int_id == first.int_id
+
+
+def test_vllm_backend_refuses_what_vllm_cannot_serve(vllm_backend, tmp_path):
+    with pytest.raises(PreconditionError, match="LoRA versions only"):
+        vllm_backend.lora_request(_version(tmp_path, "policy-0002", "full"))
+    with pytest.raises(PreconditionError, match="rank 128"):
+        vllm_backend.lora_request(_version(tmp_path, "policy-0003", "lora", rank=128))
+
+
+def test_vllm_backend_sends_token_ids_without_a_second_bos(vllm_backend, tmp_path):
+    from services.policy.generation import Generated
+
+    results = vllm_backend.generate(
+        _version(tmp_path, "policy-0002", "lora"), ["hello"], 2, Sampling(max_new_tokens=8, seed=3), None
+    )
+    prompts, params, lora = vllm_backend.llm.calls[-1]
+    assert prompts == [{"prompt_token_ids": [ord(c) for c in "<s>user: hello\nassistant:"]}]
+    assert (params.n, params.max_tokens, params.seed, lora.name) == (2, 8, 3, "policy-0002")
+    assert results == [[Generated("hi", len(prompts[0]["prompt_token_ids"]), 2, -1.5, "length")] * 2]

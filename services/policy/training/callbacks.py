@@ -10,8 +10,8 @@ from collections import deque
 from services.policy.training.events import emit
 
 
-def progress_callback(resumed: bool, is_main: bool):
-    """A TrainerCallback that emits a progress event per logged step (main process only)."""
+def progress_callback(resumed: bool, reports: bool):
+    """A TrainerCallback that emits a progress event per logged step (in the one process that reports)."""
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):
@@ -27,7 +27,7 @@ def progress_callback(resumed: bool, is_main: bool):
             self.step_seconds = time.monotonic() - self.step_started
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs or not is_main:
+            if not logs or "loss" not in logs or not reports:
                 return
             self.last = {
                 "type": "progress",

@@ -38,7 +38,8 @@ def train_dpo(
     pairs: Sequence[PreferencePair],
     config: PolicyTrainConfig,
     run_dir: Path,
-    is_main: bool = True,
+    strategy: str = "ddp",
+    reports: bool = True,
 ):
     """DPO over the pairs for `epochs` (at most `max_steps` steps), resuming from a checkpoint."""
     from transformers import PrinterCallback
@@ -46,7 +47,7 @@ def train_dpo(
 
     model, tokenizer, peft_config = trainable_model(base_path, init_adapter, config)
     args = DPOConfig(
-        **{**common_args(config, run_dir), "max_steps": -1},
+        **{**common_args(config, run_dir, strategy), "max_steps": -1},
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.prompts_per_step,
         max_length=1024,
@@ -61,7 +62,7 @@ def train_dpo(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[progress_callback(resumed=resume is not None, is_main=is_main)],
+        callbacks=[progress_callback(resumed=resume is not None, reports=reports)],
     )
     reference_is_base(trainer)
     trainer.remove_callback(PrinterCallback)

@@ -26,7 +26,8 @@ def train_online(
     config: PolicyTrainConfig,
     reward: RemoteReward,
     run_dir: Path,
-    is_main: bool = True,
+    strategy: str = "ddp",
+    reports: bool = True,
 ):
     """Run GRPO or RLOO to `config.max_steps`, resuming from run_dir's last checkpoint; returns the trainer."""
     from transformers import PrinterCallback
@@ -35,14 +36,14 @@ def train_online(
     model, tokenizer, peft_config = trainable_model(base_path, init_adapter, config)
     config_class, trainer_class = (GRPOConfig, GRPOTrainer) if config.method == "grpo" else (RLOOConfig, RLOOTrainer)
     args = config_class(
-        **common_args(config, run_dir),
+        **common_args(config, run_dir, strategy),
         per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens,
         temperature=config.temperature,
     )
     resume = last_checkpoint(run_dir)
-    callbacks = [progress_callback(resumed=resume is not None, is_main=is_main)]
+    callbacks = [progress_callback(resumed=resume is not None, reports=reports)]
     if config.target_kl:
         callbacks.append(kl_budget_callback(config.target_kl))
     trainer = trainer_class(

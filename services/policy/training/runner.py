@@ -24,35 +24,25 @@ from services.policy.remote_reward import RewardServiceUnavailableError
 from services.policy.training import events
 from services.policy.training.config import PolicyTrainConfig
 from services.policy.training.data import TrainingData
+from services.policy.training.launch import LaunchSpec
 from services.policy.training.spec import TrainSpec
 from services.rpc.client import open_aio_channel
 
 log = logging.getLogger(__name__)
 
-ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parent / "accelerate"  # package data: present in any install
-WORKER_MODULE = "services.policy.training.worker"
 
-
-def worker_command(spec_path: Path, processes: int, cuda: bool) -> list[str]:
-    """The worker's command line: one process, or `processes` under `accelerate launch` (DDP)."""
-    # Through orphan_guard: the worker (or accelerate's launcher) dies if this service is killed.
+def worker_command(spec_path: Path, launch: LaunchSpec) -> list[str]:
+    """This node's command line of the run: one worker process, or torchrun's for several (on one node or more)."""
+    # Through orphan_guard: the worker (or torchrun) dies if this service is killed.
     guarded = [sys.executable, "-m", "services.policy.training.orphan_guard", str(os.getpid())]
-    if processes <= 1:
-        return [*guarded, WORKER_MODULE, str(spec_path)]
-    accelerate_config = ACCELERATE_CONFIG_DIR / ("gpu_ddp.yaml" if cuda else "cpu_ddp.yaml")
-    return [
-        *guarded, "accelerate.commands.launch",
-        "--config_file", str(accelerate_config),
-        "--num_processes", str(processes),
-        "-m", WORKER_MODULE, str(spec_path),
-    ]  # fmt: skip
+    return [*guarded, *launch.worker_command([str(spec_path)])]
 
 
-def run_key(config: PolicyTrainConfig, data_digest: str, init_id: str, base_model: Path, processes: int) -> str:
+def run_key(config: PolicyTrainConfig, data_digest: str, init_id: str, base_model: Path, launch: LaunchSpec) -> str:
     """Names the run directory: a restarted identical run finds the checkpoints the last one left."""
     identity = {k: v for k, v in config.as_dict().items() if k != "promote"}  # promoting after changes no weights
     return hashlib.sha256(
-        json.dumps([identity, data_digest, init_id, str(base_model), processes]).encode()
+        json.dumps([identity, data_digest, init_id, str(base_model), *launch.run_identity()]).encode()
     ).hexdigest()[:16]
 
 
@@ -64,7 +54,7 @@ class TrainingRunner:
         registry: ModelRegistry,
         metrics: PolicyMetrics,
         *,
-        processes: int = 1,
+        launch: LaunchSpec | None = None,
         reward_target: str | None = None,
         reward_token: str | None = None,
         reward_tls_ca: Path | None = None,
@@ -72,7 +62,7 @@ class TrainingRunner:
         self.registry = registry
         self.metrics = metrics
         self.runs_dir = registry.root / "runs"
-        self.processes = processes
+        self.launch = launch or LaunchSpec()  # one process
         self.reward_target = reward_target
         self.reward_token = reward_token
         self.reward_tls_ca = reward_tls_ca
@@ -98,14 +88,13 @@ class TrainingRunner:
         config: PolicyTrainConfig,
         data: TrainingData,
         *,
-        cuda: bool,
         on_progress: Callable[[dict], None],
         stop: asyncio.Event,
     ) -> VersionInfo:
         """Train from `init` and commit the result; an identical run resumes from the checkpoints it left."""
         init_format = init.format
         base_model = init.path if init_format == "full" else base_path
-        key = run_key(config, data.digest, init.id, base_model, self.processes)
+        key = run_key(config, data.digest, init.id, base_model, self.launch)
         run_dir = self.runs_dir / key
         run_dir.mkdir(parents=True, exist_ok=True)
         staging = self.registry.staging_dir()
@@ -120,12 +109,16 @@ class TrainingRunner:
             reward_tls_ca=self.reward_tls_ca,
             prompts=data.prompts,
             pairs=data.pairs,
+            strategy=self.launch.strategy,
         ).write(spec_path)
         self.metrics.training.set(1)
-        log.info("training started", extra={"method": config.method, "run": key, "init": init.id})
+        log.info(
+            "training started",
+            extra={"method": config.method, "run": key, "init": init.id, "nodes": self.launch.nodes},
+        )
         outcome = "failed"
         try:
-            summary = await self._work(spec_path, run_dir, cuda, on_progress, stop)
+            summary = await self._work(spec_path, run_dir, on_progress, stop)
             version = self.registry.commit(
                 staging,
                 {
@@ -147,7 +140,7 @@ class TrainingRunner:
             self.metrics.training.set(0)
             self.metrics.train_runs.labels(config.method, outcome).inc()
             if outcome != "completed":
-                shutil.rmtree(staging, ignore_errors=True)
+                self.registry.discard(staging)
         shutil.rmtree(run_dir, ignore_errors=True)
         steps = version.metadata["metrics"].get("steps")
         log.info(
@@ -160,7 +153,6 @@ class TrainingRunner:
         self,
         spec_path: Path,
         run_dir: Path,
-        cuda: bool,
         on_progress: Callable[[dict], None],
         stop: asyncio.Event,
     ) -> dict:
@@ -169,7 +161,7 @@ class TrainingRunner:
         env = {**os.environ, REWARD_TOKEN_ENV: self.reward_token or "", "PYTHONUNBUFFERED": "1"}
         with open(run_dir / "worker.log", "ab") as worker_log:
             process = await asyncio.create_subprocess_exec(
-                *worker_command(spec_path, self.processes, cuda),
+                *worker_command(spec_path, self.launch),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=worker_log,
                 env=env,

@@ -1,4 +1,7 @@
-"""What the policy service hands its training worker: one run's inputs, as JSON in the run directory."""
+"""What the policy service hands its training worker: one run's inputs, as JSON in the run directory.
+
+The processes on other nodes get the same JSON from the service's node once their group has formed (run_group.py).
+"""
 
 from __future__ import annotations
 
@@ -23,29 +26,36 @@ class TrainSpec:
     reward_tls_ca: Path | None = None
     prompts: tuple[str, ...] = ()  # grpo and rloo
     pairs: tuple[PreferencePair, ...] = ()  # dpo
+    strategy: str = "ddp"  # ddp or fsdp, when several processes train
 
     def write(self, path: Path) -> None:
         """Save as JSON."""
-        path.write_text(
-            json.dumps(
-                {
-                    "config": self.config.as_dict(),
-                    "base_model": str(self.base_model),
-                    "init_adapter": _optional_str(self.init_adapter),
-                    "run_dir": str(self.run_dir),
-                    "output_dir": str(self.output_dir),
-                    "reward_target": self.reward_target,
-                    "reward_tls_ca": _optional_str(self.reward_tls_ca),
-                    "prompts": list(self.prompts),
-                    "pairs": [asdict(pair) for pair in self.pairs],
-                }
-            )
-        )
+        path.write_text(self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> TrainSpec:
         """Load what `write` saved."""
-        data = json.loads(path.read_text())
+        return cls.from_json(path.read_text())
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "config": self.config.as_dict(),
+                "base_model": str(self.base_model),
+                "init_adapter": _optional_str(self.init_adapter),
+                "run_dir": str(self.run_dir),
+                "output_dir": str(self.output_dir),
+                "reward_target": self.reward_target,
+                "reward_tls_ca": _optional_str(self.reward_tls_ca),
+                "prompts": list(self.prompts),
+                "pairs": [asdict(pair) for pair in self.pairs],
+                "strategy": self.strategy,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainSpec:
+        data = json.loads(text)
         return cls(
             config=PolicyTrainConfig(**data["config"]),
             base_model=Path(data["base_model"]),
@@ -56,6 +66,7 @@ class TrainSpec:
             reward_tls_ca=_optional_path(data["reward_tls_ca"]),
             prompts=tuple(data["prompts"]),
             pairs=tuple(PreferencePair(**pair) for pair in data["pairs"]),
+            strategy=data["strategy"],
         )
 
 

@@ -34,9 +34,16 @@ def trainable_model(base_path: Path, init_adapter: Path | None, config: PolicyTr
     return model, tokenizer, peft_config
 
 
-def common_args(config: PolicyTrainConfig, run_dir: Path) -> dict:
-    """TRL config fields every method sets the same way (CPU-safe precision, checkpoints, quiet logs)."""
+def common_args(config: PolicyTrainConfig, run_dir: Path, strategy: str = "ddp") -> dict:
+    """TRL config fields every method sets the same way (CPU-safe precision, checkpoints, quiet logs, FSDP)."""
+    # FSDP2 wraps each decoder layer (the model's _no_split_modules); checkpoints keep the full weights on rank 0.
+    fsdp = (
+        {"fsdp": True, "fsdp_config": {"version": 2, "state_dict_type": "FULL_STATE_DICT"}}
+        if strategy == "fsdp"
+        else {}
+    )
     return {
+        **fsdp,
         "output_dir": str(run_dir),
         "learning_rate": config.learning_rate,
         "max_steps": config.max_steps,
