@@ -141,12 +141,14 @@ async def test_adaptive_wait_holds_a_batch_while_answered_callers_are_coming_bac
 
 
 async def test_the_fixed_wait_does_not_hold_for_callers_coming_back():
-    recorder = Recorder(delay_s=0.5)
+    # The adaptive wait would hold [3] for up to one forward pass (2 s) for the three callers just answered.
+    recorder = Recorder(delay_s=2.0)
     batcher = await started(DynamicBatcher(recorder, max_batch=64, max_wait_s=0, max_queue=100, wait=FIXED))
     await within(asyncio.gather(*(batcher.submit([n]) for n in range(3))))
     first = asyncio.ensure_future(batcher.submit([3]))
-    for _ in range(10):
-        await asyncio.sleep(0)
+    began = time.monotonic()
+    while len(recorder.batches) < 2 and time.monotonic() - began < 1.5:  # the batch starts in the model thread
+        await asyncio.sleep(0.01)
     assert recorder.batches == [[0, 1, 2], [3]]
     await within(asyncio.gather(first, batcher.submit([4]), batcher.submit([5])))
     await batcher.stop()
