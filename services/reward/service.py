@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -277,26 +277,27 @@ class RewardService:
             await asyncio.sleep(self.config.follow_interval_s)
             try:
                 await asyncio.to_thread(self.replicas.announce, self.scorer.version)
-                await self._follow_active()
-                self._count_replicas(await asyncio.to_thread(self.replicas.live), self.registry.active)
+                active = await self._follow_active()
+                self._count_replicas(await asyncio.to_thread(self.replicas.live), active)
             except Exception:
                 # Keep serving what is loaded (a Promote that waits for this replica will say so)
                 # and try again later rather than reloading a broken version twice a second.
                 log.exception("could not follow the active version", extra={"active": self.registry.active})
                 await asyncio.sleep(FOLLOW_RETRY_S)
 
-    async def _follow_active(self) -> None:
-        """Serve the registry's active version if another replica changed it."""
+    async def _follow_active(self) -> str:
+        """Serve the registry's active version if another replica changed it; returns that version."""
         active = self.registry.active
         if active == self.scorer.version:
-            return
+            return active
         async with self._swap_lock:
             active = self.registry.active
             if active == self.scorer.version:
-                return  # a Promote on this replica got here first
+                return active  # a Promote on this replica got here first
             scorer = await asyncio.to_thread(self._load_scorer, active)
             self._swap_in(scorer, "follow")
         self.replicas.announce(active)
+        return active
 
     async def _await_replicas(self, version: str) -> None:
         """Return once every live replica announces `version`; raise ReplicasBehindError after the timeout."""
@@ -350,99 +351,91 @@ class RewardService:
         config.validate()
         for ranking in [*rankings, *heldout_rankings]:
             ranking.validate()
-        if self._training_lock.locked():
-            raise PreconditionError("a training run is already in progress; wait for it or cancel it")
-        # The registry's lock holds across replicas: one of them trains, whichever the call reached.
-        async with self._training_lock:
-            with self.registry.exclusive_training(self.replica_id):
-                version = await self._train(rankings, config, on_progress, on_evaluation, stop, heldout_rankings)
+        async with self._one_training_run():
+            init = self.registry.get(config.init_version or self.base_version)
+            split = prepare_split(rankings, config, heldout_rankings)
+            self.metrics.training.set(1)
+            loop = asyncio.get_running_loop()
+
+            def progress_from_thread(p: TrainProgress) -> None:
+                self.metrics.train_steps.inc()
+                self.metrics.train_loss.set(p.loss)
+                if not math.isnan(p.accuracy):
+                    self.metrics.train_accuracy.set(p.accuracy)
+                loop.call_soon_threadsafe(on_progress, p)
+
+            staging = self.registry.staging_dir()
+            started = time.monotonic()
+            log.info(
+                "training started",
+                extra={"init": init.id, "train_pairs": len(split.train), "heldout_pairs": len(split.heldout)},
+            )
+            try:
+                worker = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        train_reward_model,
+                        init.path,
+                        split,
+                        config,
+                        staging,
+                        on_progress=progress_from_thread,
+                        should_stop=stop.is_set,
+                        trust_remote_code=self.config.trust_remote_code,
+                    )
+                )
+                try:
+                    outcome = await asyncio.shield(worker)
+                except asyncio.CancelledError:
+                    # The thread cannot be killed: ask it to stop and wait, so the
+                    # staging directory is not removed while it still writes there.
+                    stop.set()
+                    await asyncio.wait([worker])
+                    raise
+                on_evaluation(outcome)
+                version = self.registry.commit(
+                    staging,
+                    {
+                        "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
+                        "parent": init.id,
+                        "base_model": str(self.config.base_model),
+                        "data_hash": training_data_hash(rankings, heldout_rankings),
+                        "rankings": len(rankings),
+                        "heldout_rankings": len(heldout_rankings),
+                        "config": config.as_dict(),
+                        "metrics": {
+                            "heldout_accuracy": outcome.heldout_accuracy,
+                            "heldout_pairs": outcome.heldout_pairs,
+                            "train_pairs": outcome.train_pairs,
+                            "final_loss": outcome.final_loss,
+                            "steps": outcome.steps,
+                            "train_seconds": round(time.monotonic() - started, 2),
+                        },
+                    },
+                )
+            except BaseException as error:
+                self.registry.discard(staging)
+                outcome_label = "cancelled" if stop.is_set() else "failed"
+                self.metrics.train_runs.labels(outcome_label).inc()
+                log.warning("training ended without a version", extra={"outcome": outcome_label, "error": repr(error)})
+                raise
+            finally:
+                self.metrics.training.set(0)
+            self.metrics.train_runs.labels("completed").inc()
+            self.metrics.heldout_accuracy.set(outcome.heldout_accuracy)
+            log.info(
+                "training finished",
+                extra={"version": version.id, "heldout_accuracy": outcome.heldout_accuracy},
+            )
         if config.promote:
             await self.promote(version.id)
             version = self.registry.get(version.id)
         return version
 
-    async def _train(
-        self,
-        rankings: Sequence[Ranking],
-        config: RewardTrainConfig,
-        on_progress: Callable[[TrainProgress], None],
-        on_evaluation: Callable[[TrainOutcome], None],
-        stop: threading.Event,
-        heldout_rankings: Sequence[Ranking],
-    ) -> VersionInfo:
-        """The run itself, under both training locks: train in a thread, then commit or discard its staging."""
-        init = self.registry.get(config.init_version or self.base_version)
-        split = prepare_split(rankings, config, heldout_rankings)
-        self.metrics.training.set(1)
-        loop = asyncio.get_running_loop()
-
-        def progress_from_thread(p: TrainProgress) -> None:
-            self.metrics.train_steps.inc()
-            self.metrics.train_loss.set(p.loss)
-            if not math.isnan(p.accuracy):
-                self.metrics.train_accuracy.set(p.accuracy)
-            loop.call_soon_threadsafe(on_progress, p)
-
-        staging = self.registry.staging_dir()
-        started = time.monotonic()
-        log.info(
-            "training started",
-            extra={"init": init.id, "train_pairs": len(split.train), "heldout_pairs": len(split.heldout)},
-        )
-        try:
-            worker = asyncio.ensure_future(
-                asyncio.to_thread(
-                    train_reward_model,
-                    init.path,
-                    split,
-                    config,
-                    staging,
-                    on_progress=progress_from_thread,
-                    should_stop=stop.is_set,
-                    trust_remote_code=self.config.trust_remote_code,
-                )
-            )
-            try:
-                outcome = await asyncio.shield(worker)
-            except asyncio.CancelledError:
-                # The thread cannot be killed: ask it to stop and wait, so the
-                # staging directory is not removed while it still writes there.
-                stop.set()
-                await asyncio.wait([worker])
-                raise
-            on_evaluation(outcome)
-            version = self.registry.commit(
-                staging,
-                {
-                    "format": "full",  # a merged checkpoint (LoRA runs are merged before saving)
-                    "parent": init.id,
-                    "base_model": str(self.config.base_model),
-                    "data_hash": training_data_hash(rankings, heldout_rankings),
-                    "rankings": len(rankings),
-                    "heldout_rankings": len(heldout_rankings),
-                    "config": config.as_dict(),
-                    "metrics": {
-                        "heldout_accuracy": outcome.heldout_accuracy,
-                        "heldout_pairs": outcome.heldout_pairs,
-                        "train_pairs": outcome.train_pairs,
-                        "final_loss": outcome.final_loss,
-                        "steps": outcome.steps,
-                        "train_seconds": round(time.monotonic() - started, 2),
-                    },
-                },
-            )
-        except BaseException as error:
-            self.registry.discard(staging)
-            outcome_label = "cancelled" if stop.is_set() else "failed"
-            self.metrics.train_runs.labels(outcome_label).inc()
-            log.warning("training ended without a version", extra={"outcome": outcome_label, "error": repr(error)})
-            raise
-        finally:
-            self.metrics.training.set(0)
-        self.metrics.train_runs.labels("completed").inc()
-        self.metrics.heldout_accuracy.set(outcome.heldout_accuracy)
-        log.info(
-            "training finished",
-            extra={"version": version.id, "heldout_accuracy": outcome.heldout_accuracy},
-        )
-        return version
+    @contextlib.asynccontextmanager
+    async def _one_training_run(self) -> AsyncIterator[None]:
+        """One run in this process (the asyncio lock) and on the registry, whichever replica the call reached."""
+        if self._training_lock.locked():
+            raise PreconditionError("a training run is already in progress; wait for it or cancel it")
+        async with self._training_lock:
+            with self.registry.exclusive_training(self.replica_id):
+                yield
