@@ -143,4 +143,6 @@ def test_16_clients_lose_nothing_while_a_replica_dies_and_the_version_changes(re
     assert all(metric(process, "rlhf_reward_items_scored_total") > 0 for process in replicas[:2])
     assert [metric(p, "rlhf_reward_replicas") for p in replicas] == [REPLICAS] * REPLICAS
     assert [metric(p, "rlhf_reward_replicas_behind") for p in replicas] == [0] * REPLICAS
-    assert "active version changed" in replicas[1].log() and '"action": "follow"' in replicas[1].log()
+    # The rollback reached one replica (round_robin picks which); the other two took it up from the registry.
+    followed = '"action": "follow", "version": "reward-0001"'
+    assert sum(followed in process.log() for process in replicas) == REPLICAS - 1
