@@ -251,7 +251,8 @@ class RlhfLoop:
         if not available:
             raise PreconditionError("every prompt of the pool has been annotated; add prompts")
         rng = random.Random(self.config.seed * 1000 + number)
-        pool = rng.sample(available, min(len(available), self.config.prompts_per_iteration * self.config.pool_factor))
+        wanted = self.config.round_prompts(number)
+        pool = rng.sample(available, min(len(available), wanted * self.config.pool_factor))
         k = 2 if TEMPLATES[self.config.template].pairwise else self.config.candidates
         with self._policy_client(1800) as policy:
             candidates, origins = mixed_candidates(
@@ -267,7 +268,7 @@ class RlhfLoop:
         else:  # a single reward model (the base, before an ensemble is trained) has no spread to go by
             strategy = "uncertainty" if strategy == "disagreement" else strategy
             values = [order_uncertainty(r.probabilities) for r in ranked]
-        chosen = select_prompts(values, self.config.prompts_per_iteration, strategy, self.config.random_share, rng)
+        chosen = select_prompts(values, wanted, strategy, self.config.random_share, rng)
         selected = [
             {"prompt": pool[usable[c.index]], "candidates": candidates[usable[c.index]],
              "candidate_policies": origins[usable[c.index]], "strategy": c.strategy, "uncertainty": c.uncertainty}

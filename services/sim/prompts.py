@@ -30,6 +30,7 @@ BUILTIN_FORMS = [
     "Write a short, friendly note about {}.", "Tell me something interesting about {}.",
     "Give me one tip about {}.", "Describe {} in two sentences.", "What should a beginner know about {}?",
     "Explain {} to a friend.", "Share a fun fact about {}.", "Write a few encouraging words about {}.",
+    "Give me a quick overview of {}.", "What is a common mistake with {}?", "Summarize what matters most about {}.",
 ]  # fmt: skip
 
 

@@ -38,6 +38,7 @@ def demo_config(root: Path, reward_url: str, policy_url: str, iterations: int, g
         heldout_prompts=24,
         iterations=iterations,
         prompts_per_iteration=40,
+        first_round_prompts=60,  # the reward model starts from nothing (220 built-in prompts: 24 held out, 196 pool)
         candidates=4,
         pool_factor=2,
         annotations_per_task=3,

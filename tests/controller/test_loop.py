@@ -83,13 +83,14 @@ def loop(*args):
 def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
     reward, policy = services
     config = tmp_path / "loop.toml"
-    write_config(config, labelstudio, reward, policy, "loop-e2e", gates={**OPEN_RM_GATE, "min_win_rate": 0.0})
+    write_config(config, labelstudio, reward, policy, "loop-e2e", first_round_prompts=5,
+                 gates={**OPEN_RM_GATE, "min_win_rate": 0.0})  # fmt: skip
     result = loop("run", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads(result.stdout)
     assert [r["iteration"] for r in history] == [1, 2] and {r["stage"] for r in history} == {"done"}
-    for r in history:
-        assert r["rankings"] == 4 * 2 and len(r["task_ids"]) == 4
+    for r, tasks in zip(history, (5, 4), strict=True):  # the first round is the larger one
+        assert r["rankings"] == tasks * 2 and len(r["task_ids"]) == tasks
         assert r["reward_version"].startswith("reward-") and r["policy_version"].startswith("policy-")
         assert r["decision"] == "promote" and 0 <= r["win_rate"] <= 1 and "gold_win_rate" in r
     assert history[0]["task_ids"] != history[1]["task_ids"]
@@ -104,7 +105,7 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
     # Run again: everything is done, nothing is duplicated.
     again = loop("run", "--config", str(config))
     assert again.returncode == 0 and json.loads(again.stdout) == history
-    assert len(admin.projects.exports.as_json(project.id)) == 8
+    assert len(admin.projects.exports.as_json(project.id)) == 9
     status = json.loads(loop("status", "--config", str(config)).stdout)
     assert status[0]["iteration"] == 2
 
@@ -119,7 +120,7 @@ def test_two_iterations_run_end_to_end(labelstudio, services, tmp_path):
     low, high = report["gold_win_rate_ci"]
     assert 0 <= low <= report["gold_win_rate"] <= high <= 1
     assert [r["policy_version"] for r in report["iterations"]] == [r["policy_version"] for r in history]
-    assert [r["rankings"] for r in report["iterations"]] == [8, 8]
+    assert [r["rankings"] for r in report["iterations"]] == [10, 8]
     assert all(r["gold_mean"] is not None and 0 <= r["distinct_1"] <= 1 for r in report["iterations"])
     assert report["iterations"][1]["policy_started_from"] == history[0]["policy_version"]
     for name in ("report.md", "report.html", "scores.png", "reward_model.png", "rankings.png"):
@@ -164,6 +165,7 @@ def test_no_policy_is_trained_before_a_reward_model_passes_its_gate(labelstudio,
         ({"policy_method": "ppo"}, "ppo"),
         ({"gold": "nowhere:nothing"}, "gold scorer"),
         ({"prompts_per_iteration": -2}, "prompts_per_iteration"),
+        ({"first_round_prompts": -1}, "first_round_prompts"),
         ({"bogus": 1}, "bogus"),
     ],
 )
