@@ -363,8 +363,9 @@ class RlhfLoop:
         c = self.config
         stored, untouched = self._training_preferences()
         rankings = [p.ranking for p in stored]
-        heldout_prompts = heldout_split([s["prompt"] for s in record["selected"]], rankings, c.rm_heldout_share,
-                                        c.seed + number)  # fmt: skip
+        selected = record["selected"]
+        heldout_prompts = heldout_split([s["prompt"] for s in selected], rankings, c.rm_heldout_share, c.seed + number,
+                                        {s["prompt"] for s in selected if s.get("strategy") == "random"})  # fmt: skip
         train = [r for r in rankings if r.prompt not in heldout_prompts]
         heldout = [p for p in stored if p.ranking.prompt in heldout_prompts]
         with self._reward_client(3600) as reward:

@@ -60,7 +60,7 @@ class LoopConfig:
     simulated_anchoring: float = 0.0  # chance a simulated annotator submits a shown pre-ranking unchanged
     untouched_prerankings: str = "exclude"  # UNTOUCHED_PRERANKINGS
     gold: str = "services.sim.gold:vader_positivity"  # loaded only to simulate annotators and for the report
-    rm_heldout_share: float = 0.25  # of each round's prompts, held out to judge the new reward model
+    rm_heldout_share: float = 0.25  # of each round's prompts (random_share ones first), held out to judge the new RM
     reward_warm_start: bool = True  # train from the active reward model (on every ranking so far), not the base
     reward_train: dict = field(default_factory=lambda: {"epochs": 2, "learning_rate": 5e-5, "batch_size": 16})
     policy_method: str = "grpo"

@@ -7,7 +7,7 @@ the round's own prompts, split by prompt, none of them trained on by either.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from labelstudio_backend.preference_store import StoredPreference, pairwise_agreement
 from services.controller.gates import PromptTally
@@ -18,13 +18,25 @@ from services.reward.client import RewardClient
 SCORE_CHUNK = 128  # items per Score call, well under the service's per-request limit
 
 
-def heldout_split(round_prompts: Sequence[str], rankings: Sequence[Ranking], share: float, seed: int) -> set[str]:
-    """A seeded `share` of the round's prompts that have a strict preference: at least one, never all of them."""
+def heldout_split(
+    round_prompts: Sequence[str],
+    rankings: Sequence[Ranking],
+    share: float,
+    seed: int,
+    drawn_at_random: Collection[str] = (),
+) -> set[str]:
+    """A seeded `share` of the round's prompts that have a strict preference: at least one, never all of them.
+
+    Prompts in `drawn_at_random` (selection's random share) are held out first. The others were chosen
+    because the active reward model was least sure of them: judged there, every model looks worse than
+    on the answers it will score, and their labels are the ones that teach it most.
+    """
     this_round = set(round_prompts)
     comparable = sorted(group_pairs_by_prompt(r for r in rankings if r.prompt in this_round))
     if len(comparable) < 2:
         return set()
     random.Random(seed).shuffle(comparable)
+    comparable.sort(key=lambda prompt: prompt not in drawn_at_random)  # stable: each part stays shuffled
     n = min(max(1, round(share * len(comparable))), len(comparable) - 1)
     return set(comparable[:n])
 

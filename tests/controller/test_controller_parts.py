@@ -142,6 +142,10 @@ def test_the_held_out_split_takes_a_share_of_this_rounds_comparable_prompts():
     assert heldout_split(this_round, rankings, 0.25, seed=1) == held  # seeded
     assert heldout_split(["p0"], rankings, 0.25, seed=1) == set()  # one prompt cannot be split
     assert len(heldout_split(["p0", "p1"], rankings, 0.9, seed=1)) == 1  # never all of them
+    # Prompts drawn at random are held out before the ones chosen for the reward model's uncertainty.
+    for seed in range(5):
+        assert heldout_split(this_round, rankings, 0.25, seed, drawn_at_random={"p6", "p7", "tie"}) == {"p6", "p7"}
+    assert {"p7"} < heldout_split(this_round, rankings, 0.5, seed=1, drawn_at_random={"p7"})
 
 
 @pytest.mark.parametrize(
