@@ -17,7 +17,8 @@ variant changes one thing from the loop's defaults:
 
 Seeds repeat everything with other pools, annotators and training seeds; each
 variant gets its mean with a 95% confidence interval over seeds and its paired
-difference from `default`.
+difference from `default`, and its training seconds over every round and seed
+beside the default's from the same run (what the option costs).
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def _labels(
 
 def run_variant(
     bases: dict[int, Path], variant: str, seed: int, settings: dict, test: list[Ranking], scratch: Path
-) -> float:
-    """Gold accuracy on `test` after the last round of one variant on one seed."""
+) -> tuple[float, float]:
+    """Gold accuracy on `test` after the last round of one variant on one seed, and its seconds of training."""
     change = VARIANTS[variant]
     shift = change.get("previous_shift", PREVIOUS_SHIFT)
     pool = candidate_pool(settings["budget"] * settings["rounds"], settings["k"], seed, previous_shift=shift)
@@ -81,6 +82,7 @@ def run_variant(
     labelled: list[Ranking] = []
     current = base
     accuracy = float("nan")
+    seconds = 0.0
     order = random.Random(seed).sample(range(len(pool)), len(pool))  # random selection, the same for every variant
     for number in range(settings["rounds"]):
         chosen = order[number * settings["budget"] : (number + 1) * settings["budget"]]
@@ -88,9 +90,11 @@ def run_variant(
         config = RewardTrainConfig(**train, seed=seed)
         output = scratch / f"{variant}-{seed}-{number}"
         start = current if change.get("warm_start", True) else base
+        began = time.monotonic()
         accuracy = train_reward_model(start, prepare_split(labelled, config, test), config, output).heldout_accuracy
+        seconds += time.monotonic() - began
         current = output
-    return accuracy
+    return accuracy, seconds
 
 
 def run_reward_options_benchmark(
@@ -110,6 +114,7 @@ def run_reward_options_benchmark(
         raise ValueError("need rounds >= 2 and seeds >= 2")
     test = [gold_ranking(p, c) for p, c in candidate_pool(test_prompts, k, TEST_SEED)]
     final: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-reward-options-") as tmp:
         scratch = Path(tmp)
         members = {change.get("ensemble_size", 1) for change in VARIANTS.values()}
@@ -117,12 +122,17 @@ def run_reward_options_benchmark(
         for seed in range(seeds):
             for variant in VARIANTS:
                 progress(f"seed {seed + 1}/{seeds}: {variant}")
-                final[variant].append(run_variant(bases, variant, seed, settings, test, scratch))
+                accuracy, took = run_variant(bases, variant, seed, settings, test, scratch)
+                final[variant].append(accuracy)
+                seconds[variant].append(took)
     gains = {v: [a - b for a, b in zip(final[v], final["default"], strict=True)] for v in VARIANTS}
     variants = {
         v: {"changes": VARIANTS[v], "accuracy": statistics.fmean(final[v]), "ci95": confidence_interval(final[v]),
             "per_seed": final[v], "minus_default": statistics.fmean(gains[v]),
-            "minus_default_ci95": confidence_interval(gains[v], (-1.0, 1.0))}
+            "minus_default_ci95": confidence_interval(gains[v], (-1.0, 1.0)),
+            # Training time over every round and seed, beside the default's in the same run: what it costs.
+            "train_s": round(sum(seconds[v]), 1),
+            "train_time_vs_default": round(sum(seconds[v]) / sum(seconds["default"]), 2)}
         for v in VARIANTS
     }  # fmt: skip
     # An option beats the default only when its paired gain's interval lies above zero.

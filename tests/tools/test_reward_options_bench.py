@@ -27,4 +27,8 @@ def test_every_option_is_measured_against_the_default_on_the_same_seeds(tiny_mod
         low, high = figures["ci95"]
         assert len(figures["per_seed"]) == 2 and low <= figures["accuracy"] <= high
     assert report["variants"]["default"]["minus_default"] == 0.0
+    assert report["variants"]["default"]["train_time_vs_default"] == 1.0
+    assert all(
+        figures["train_s"] > 0 and figures["train_time_vs_default"] > 0 for figures in report["variants"].values()
+    )
     assert report["targets_met"] == (report["better_than_default"] == []) and not math.isnan(report["wall_time_s"])
